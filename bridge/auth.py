@@ -1,0 +1,122 @@
+"""Who is calling: web-client JWTs (HS256) and the platform backend's service tokens."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from bridge.config import LiveConfig
+from bridge.errors import Unauthorized
+from store import users as user_store
+from store.db import Database
+
+GENERATED_SECRET_KEY = "jwt_secret"
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated platform user. The role comes from our record, never from the token."""
+
+    id: str
+    role: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: str
+    expires_at: float
+
+
+class Tokens:
+    """Issues and verifies web-client tokens with the configured (or generated) key."""
+
+    def __init__(
+        self, live: LiveConfig, generated_secret: str, clock: Callable[[], float] = time.time
+    ):
+        self._live = live
+        self._generated = generated_secret
+        self._clock = clock
+
+    def use_generated(self, secret: str) -> None:
+        """Set the database-kept key (loaded at start-up, before any request)."""
+        self._generated = secret
+
+    def _key(self) -> str:
+        configured = self._live.current.auth.jwt_secret.get_secret_value()
+        return configured or self._generated
+
+    def issue(self, user_id: str, ttl_s: int = 3600) -> str:
+        now = int(self._clock())
+        claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_s}
+        audience = self._live.current.auth.jwt_audience
+        if audience:
+            claims["aud"] = audience
+        return jwt.encode(claims, self._key(), algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Claims:
+        audience = self._live.current.auth.jwt_audience
+        try:
+            # algorithms pinned: "none" and every other algorithm are refused.
+            claims = jwt.decode(
+                token,
+                self._key(),
+                algorithms=[ALGORITHM],
+                audience=audience,
+                options={"require": ["exp", "sub"], "verify_aud": audience is not None},
+                leeway=0,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid token") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise Unauthorized("invalid token")
+        return Claims(sub, float(claims["exp"]))
+
+    def is_service_token(self, token: str) -> bool:
+        candidate = token.encode()
+        # Compare against every token (no early exit) so timing reveals nothing.
+        found = False
+        for configured in self._live.current.auth.service_tokens:
+            value = configured.get_secret_value().encode()
+            if value and secrets.compare_digest(candidate, value):
+                found = True
+        return found
+
+
+async def load_generated_secret(db: Database) -> str:
+    """The JWT key kept in the database for when auth.jwt_secret is empty: made once, shared
+    by every instance and the CLI."""
+    async with db.write() as conn:
+        existing = await user_store.get_setting(conn, GENERATED_SECRET_KEY)
+        if existing:
+            return existing
+        return await user_store.put_setting_once(
+            conn, GENERATED_SECRET_KEY, secrets.token_urlsafe(48)
+        )
+
+
+async def principal_for(db: Database, tokens: Tokens, token: str) -> tuple[Principal, Claims]:
+    claims = tokens.verify(token)
+    async with db.read() as conn:
+        row = await user_store.get_user(conn, claims.user_id)
+    if row is None:
+        raise Unauthorized("unknown user")
+    return Principal(row["id"], row["role"], row["name"]), claims
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()

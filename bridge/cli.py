@@ -1,0 +1,99 @@
+"""The command line (CONTRACT section 1): serve, migrate, check-config, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bridge.config import Config, ConfigError, default_config_path, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pachca-bridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help)
+        cmd.add_argument(
+            "--config",
+            default=None,
+            help=f"config file (default: $BRIDGE_CONFIG, else {default_config_path()})",
+        )
+        return cmd
+
+    command("serve", "run the service (migrates the database first)")
+    command("migrate", "bring the database schema up to date")
+    command("check-config", "validate the config file; non-zero exit on any problem")
+    token = command("token", "print a signed web-client token for a known user")
+    token.add_argument("user_id")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration", file=sys.stderr)
+        for path, message in exc.problems:
+            print(f"  {path}: {message}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        print(f"{args.config or default_config_path()}: ok")
+        return 0
+    if args.command == "migrate":
+        return asyncio.run(_migrate(config))
+    if args.command == "token":
+        return asyncio.run(_token(config, args.user_id, args.ttl))
+    return _serve(config, args.config)
+
+
+async def _migrate(config: Config) -> int:
+    from store import migrate
+    from store.db import Database, safe_url
+
+    db = Database(config.database.url)
+    try:
+        await migrate.upgrade(db)
+        print(f"{safe_url(db.url)}: schema at {await migrate.current_revision(db)}")
+    finally:
+        await db.dispose()
+    return 0
+
+
+async def _token(config: Config, user_id: str, ttl: int) -> int:
+    from bridge.auth import Tokens, load_generated_secret
+    from bridge.config import LiveConfig
+    from store import migrate
+    from store import users as user_store
+    from store.db import Database
+
+    if ttl <= 0:
+        print("--ttl must be positive", file=sys.stderr)
+        return 2
+    db = Database(config.database.url)
+    try:
+        await migrate.upgrade(db)
+        async with db.read() as conn:
+            known = await user_store.get_user(conn, user_id) is not None
+        if not known:
+            print(f"unknown user: {user_id}", file=sys.stderr)
+            return 1
+        tokens = Tokens(LiveConfig(config), await load_generated_secret(db))
+        print(tokens.issue(user_id, ttl))
+    finally:
+        await db.dispose()
+    return 0
+
+
+def _serve(config: Config, config_path: str | None) -> int:
+    # The HTTP edge sits above this package; it is imported here, at the top of the stack.
+    from bridge import logs
+    from handlers.server import serve
+
+    logs.configure(config.logging.format, config.logging.level)
+    serve(config, config_path or default_config_path())
+    return 0

@@ -1,0 +1,221 @@
+"""config.yaml as typed, validated models (CONTRACT section 2).
+
+The YAML file is the base; every key can be overridden from the environment as
+``BRIDGE_<SECTION>__<KEY>``, which is where secrets come from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = "config.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: PositiveInt = 1_048_576
+    # Graceful stop: how long in-flight requests get after SIGTERM.
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///./bridge.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, url: str) -> str:
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return url
+
+
+class FeedConfig(_Section):
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = None
+    history_retention_s: PositiveInt = 604_800
+    # Frames a socket may have queued before it counts as too slow and is closed.
+    send_queue_size: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> FeedConfig:
+        if self.backend == "redis" and not self.url:
+            raise ValueError("feed.url is required when feed.backend is redis")
+        return self
+
+
+class LimitsConfig(_Section):
+    posts_per_minute: int = Field(default=120, ge=0)
+
+
+class AuthConfig(_Section):
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_audience: str | None = None
+    service_tokens: list[SecretStr] = Field(default_factory=list)
+
+
+class ChannelsConfig(_Section):
+    default: int | None = None
+    subjects: dict[str, int] = Field(default_factory=dict)
+    tutors: int | None = None
+
+
+class PachcaConfig(_Section):
+    enabled: bool = False
+    api_url: str = "https://api.pachca.com/api/shared/v1"
+    token: SecretStr = SecretStr("")
+    signing_secret: SecretStr | list[SecretStr] = SecretStr("")
+    bot_user_id: int | None = None
+    webhook_tolerance_s: float = Field(default=60, gt=0)
+    allowed_ips: list[str] = Field(default_factory=list)
+    # Proxies whose X-Forwarded-For is believed when checking allowed_ips.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    rate_per_chat: float = Field(default=4, gt=0)
+    rate_global: float = Field(default=50, gt=0)
+    max_attempts: PositiveInt = 10
+    request_timeout_s: float = Field(default=10, gt=0)
+
+    @property
+    def signing_secrets(self) -> list[str]:
+        """Every configured secret, non-empty ones only (a list allows rotation)."""
+        raw = (
+            self.signing_secret if isinstance(self.signing_secret, list) else [self.signing_secret]
+        )
+        return [s.get_secret_value() for s in raw if s.get_secret_value()]
+
+    def channel_for(self, chat_type: str, subject_id: str) -> int | None:
+        """Where a forum chat's thread is opened (CONTRACT section 2)."""
+        by_subject = self.channels.subjects.get(subject_id)
+        if chat_type == "forum_tutor" and self.channels.tutors is not None:
+            return self.channels.tutors
+        return by_subject if by_subject is not None else self.channels.default
+
+    @property
+    def ready(self) -> bool:
+        """Whether outbound delivery can be attempted at all."""
+        return self.enabled and bool(self.token.get_secret_value())
+
+
+class LoggingConfig(_Section):
+    # auto: readable in a terminal, JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(BaseSettings):
+    """The whole config.yaml. Environment variables override file values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    feed: FeedConfig = Field(default_factory=FeedConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    pachca: PachcaConfig = Field(default_factory=PachcaConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment wins over them.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """An unreadable or invalid config; ``problems`` are ``(key path, message)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = "; ".join(f"{path}: {msg}" for path, msg in problems)
+        super().__init__(f"{source}: {lines}")
+
+
+def default_config_path() -> str:
+    return os.environ.get("BRIDGE_CONFIG") or DEFAULT_CONFIG_PATH
+
+
+def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
+    """Validate a decoded config mapping (environment overrides applied)."""
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate config.yaml.
+
+    Without an explicit path (and no ``$BRIDGE_CONFIG``) a missing ./config.yaml means all
+    defaults; a file that was named explicitly must exist.
+    """
+    explicit = path is not None or bool(os.environ.get("BRIDGE_CONFIG"))
+    path = Path(path or default_config_path())
+    data: Any = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(str(path), [("(file)", f"cannot read YAML: {exc}")]) from None
+    elif explicit:
+        raise ConfigError(str(path), [("(file)", "no such file")])
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [("(root)", "must be a mapping of sections")])
+    return parse_config(data, str(path))
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        # Members of a union add their type tags to the location; an admin needs the key only.
+        loc = [str(p) for p in err["loc"] if not _is_type_tag(p)]
+        problem = (".".join(loc) or "(root)", err["msg"])
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def _is_type_tag(part: object) -> bool:
+    return isinstance(part, str) and any(c in part for c in "[(")
+
+
+class LiveConfig:
+    """The config in force. Services read ``.current`` on each use, so a reload applies
+    ``auth``, ``limits`` and ``pachca`` at once without restarting anything."""
+
+    def __init__(self, config: Config, path: str | Path | None = None):
+        self.current = config
+        self.path = Path(path) if path is not None else None

@@ -1,0 +1,54 @@
+"""Domain errors. Services raise these; handlers/errors.py renders them (CONTRACT section 3)."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A failure a client caused or may see. ``code`` is the contract's error code."""
+
+    code = "invalid_request"
+    status = 400  # the HTTP status of CONTRACT section 3; the edge reads it, services don't
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(DomainError):
+    code, status = "invalid_request", 400
+
+
+class InvalidContent(DomainError):
+    code, status = "invalid_content", 400
+
+
+class ChatInactive(DomainError):
+    code, status = "chat_inactive", 400
+
+
+class Unauthorized(DomainError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(DomainError):
+    code, status = "forbidden", 403
+
+
+class NotFound(DomainError):
+    code, status = "not_found", 404
+
+
+class PayloadTooLarge(DomainError):
+    code, status = "payload_too_large", 413
+
+
+class UnknownUser(DomainError):
+    code, status = "unknown_user", 422
+
+
+class RateLimited(DomainError):
+    code, status = "rate_limited", 429
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,92 @@
+"""Feed events: appended to the durable log inside a write, published after its commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store import log
+from store.db import Database
+
+MESSAGE_CREATED = "message.created"
+MESSAGE_UPDATED = "message.updated"
+MESSAGE_DELETED = "message.deleted"
+CHAT_CREATED = "chat.created"
+CHAT_UPDATED = "chat.updated"
+CHAT_DELETED = "chat.deleted"
+READ = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMeta:
+    """What a feed subscriber needs to re-decide visibility when a chat appears or changes."""
+
+    type: str
+    participants: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    id: int
+    chat_id: int
+    type: str
+    # The complete JSON frame, serialised once for every recipient.
+    frame: bytes
+    # Explicit recipients (besides admins); None means whoever may see the chat.
+    audience: frozenset[str] | None = None
+    chat: ChatMeta | None = None
+
+
+def frame_from_log(event_id: int, payload: str | bytes) -> bytes:
+    """Splice the event id into a payload serialised without it (at write time, before the
+    id was known), so nothing is serialised twice."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    return b'{"event_id":%d,%s' % (event_id, raw[1:])
+
+
+def audience_column(audience: Iterable[str] | None) -> str | None:
+    return None if audience is None else "," + ",".join(sorted(audience)) + ","
+
+
+def parse_audience(column: str | None) -> frozenset[str] | None:
+    return None if column is None else frozenset(filter(None, column.split(",")))
+
+
+class EventLog:
+    """Appends events within a caller's transaction."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def append(
+        self,
+        conn: AsyncConnection,
+        type: str,
+        chat_id: int,
+        body: dict[str, Any],
+        now: datetime,
+        *,
+        audience: Iterable[str] | None = None,
+        chat: ChatMeta | None = None,
+    ) -> FeedEvent:
+        """Append one event. Call it last in the transaction: on PostgreSQL it takes the
+        event-log lock, held until commit."""
+        await self.db.lock_event_log(conn)
+        payload = orjson.dumps({"type": type, "chat_id": chat_id, **body})
+        audience_set = frozenset(audience) if audience is not None else None
+        event_id = await log.append(
+            conn,
+            chat_id=chat_id,
+            type=type,
+            payload=payload.decode(),
+            audience=audience_column(audience_set),
+            created_at=now,
+        )
+        return FeedEvent(
+            event_id, chat_id, type, frame_from_log(event_id, payload), audience_set, chat
+        )

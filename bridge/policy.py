@@ -1,0 +1,85 @@
+"""Who may do what (CONTRACT section 6): one table of rules, asked by every path.
+
+Pure functions over plain values, so REST, the WebSocket feed and the Pachca relay all get the
+same answer, and the store can turn a user's scope into one SQL filter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    STUDENT = "student"
+    TEACHER = "teacher"
+    TUTOR = "tutor"
+    PARENT = "parent"
+    ADMIN = "admin"
+
+
+class ChatType(StrEnum):
+    SUBJECT = "forum_subject"
+    TUTOR = "forum_tutor"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    sees: frozenset[ChatType]  # chat types this role may see...
+    only_as_participant: bool  # ...and only those it takes part in
+    posts: bool  # may post (in chats it sees, while active)
+    deletes_any: bool  # may delete anyone's message
+
+
+RULES: dict[Role, Rule] = {
+    Role.STUDENT: Rule(frozenset(ChatType), True, posts=True, deletes_any=False),
+    Role.TEACHER: Rule(frozenset({ChatType.SUBJECT}), True, posts=True, deletes_any=False),
+    Role.TUTOR: Rule(frozenset({ChatType.TUTOR}), True, posts=True, deletes_any=False),
+    Role.PARENT: Rule(frozenset(), True, posts=False, deletes_any=False),
+    Role.ADMIN: Rule(frozenset(ChatType), False, posts=False, deletes_any=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The chats a user may see, in a form the store turns into a WHERE clause."""
+
+    user_id: str
+    chat_types: frozenset[ChatType]
+    only_as_participant: bool
+
+    @property
+    def empty(self) -> bool:
+        return not self.chat_types
+
+
+def scope(user_id: str, role: str) -> Scope:
+    rule = RULES[Role(role)]
+    return Scope(user_id, rule.sees, rule.only_as_participant)
+
+
+def can_view(role: str, chat_type: str, is_participant: bool) -> bool:
+    rule = RULES[Role(role)]
+    if ChatType(chat_type) not in rule.sees:
+        return False
+    return is_participant or not rule.only_as_participant
+
+
+def can_post(role: str, chat_type: str, is_participant: bool) -> bool:
+    """Whether the user may write in the chat at all (activity is checked separately)."""
+    return RULES[Role(role)].posts and is_participant and can_view(role, chat_type, True)
+
+
+def can_edit(role: str, chat_type: str, is_participant: bool, is_author: bool) -> bool:
+    return is_author and can_post(role, chat_type, is_participant)
+
+
+def can_delete(role: str, chat_type: str, is_participant: bool, is_author: bool) -> bool:
+    if RULES[Role(role)].deletes_any:
+        return True
+    return can_edit(role, chat_type, is_participant, is_author)
+
+
+def can_mark_read(role: str, chat_type: str, is_participant: bool) -> bool:
+    # Read marks belong to the conversation's participants; an admin observes without trace.
+    return is_participant and can_view(role, chat_type, True)

@@ -1,0 +1,29 @@
+"""The services, built together over one Runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.chats import ChatReader
+from bridge.enrollments import Enrollments
+from bridge.history import History
+from bridge.messages import MessageWriter
+from bridge.runtime import Runtime
+from bridge.users import Users
+
+
+@dataclass
+class Services:
+    rt: Runtime
+    users: Users = field(init=False)
+    enrollments: Enrollments = field(init=False)
+    chats: ChatReader = field(init=False)
+    messages: MessageWriter = field(init=False)
+    feed_log: History = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.users = Users(self.rt)
+        self.enrollments = Enrollments(self.rt)
+        self.chats = ChatReader(self.rt)
+        self.messages = MessageWriter(self.rt)
+        self.feed_log = History(self.rt)

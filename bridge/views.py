@@ -1,0 +1,87 @@
+"""The contract's JSON objects (CONTRACT sections 4 and 5), built from store rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from store.forum import ChatRecord
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def user_obj(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "role": row["role"],
+        "name": row["name"],
+        "email": row["email"],
+        "pachca_user_id": row["pachca_user_id"],
+        "tutor_id": row["tutor_id"],
+        "children": row["children"],
+    }
+
+
+def person(user_id: str, name: str, role: str) -> dict[str, Any]:
+    return {"id": user_id, "name": name, "role": role}
+
+
+def read_by(message_id: int, sender_id: str, marks: Sequence[tuple[str, int]]) -> list[str]:
+    """Users other than the author whose read mark reaches the message."""
+    return [uid for uid, last in marks if uid != sender_id and last >= message_id]
+
+
+def message_obj(
+    row: Mapping[str, Any], marks: Sequence[tuple[str, int]] = (), prefix: str = ""
+) -> dict[str, Any]:
+    """A message object; ``prefix`` reads columns of a message joined under another name."""
+
+    def col(name: str) -> Any:
+        return row[prefix + name]
+
+    return {
+        "id": col("id"),
+        "chat_id": col("chat_id"),
+        "sender": person(col("sender_id"), col("sender_name"), col("sender_role")),
+        "content": col("content"),
+        "created_at": iso(col("created_at")),
+        "edited_at": iso(col("edited_at")),
+        "reply_to_id": col("reply_to_id"),
+        "source": col("source"),
+        "read_by": read_by(col("id"), col("sender_id"), marks),
+    }
+
+
+def chat_obj(record: ChatRecord, *, with_unread: bool = True) -> dict[str, Any]:
+    chat = record.chat
+    marks = [(p["id"], p["last_read_message_id"]) for p in record.participants]
+    obj: dict[str, Any] = {
+        "id": chat["id"],
+        "type": chat["type"],
+        "title": chat["title"],
+        "enrollment_id": chat["enrollment_id"],
+        "subject": {"id": chat["subject_id"], "name": chat["subject_name"]},
+        "is_active": chat["is_active"],
+        "participants": [person(p["id"], p["name"], p["user_role"]) for p in record.participants],
+        "last_message": (
+            message_obj(record.last_message, marks, prefix="m_")
+            if record.last_message is not None
+            else None
+        ),
+    }
+    if with_unread:
+        obj["unread_count"] = record.unread_count
+    return obj
+
+
+def enrollment_obj(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "student_id": row["student_id"],
+        "teacher_id": row["teacher_id"],
+        "subject": {"id": row["subject_id"], "name": row["subject_name"]},
+        "active": row["active"],
+    }

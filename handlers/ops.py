@@ -1,0 +1,44 @@
+"""Health, readiness and metrics (CONTRACT section 9)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from handlers.keys import METRICS, SERVICES
+from store import migrate
+
+routes = web.RouteTableDef()
+READY_TIMEOUT_S = 2.0
+
+
+@routes.get("/healthz")
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    db = request.app[SERVICES].rt.db
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            current = await migrate.is_current(db)
+    except Exception:
+        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+    if not current:
+        return web.json_response(
+            {"status": "unavailable", "database": "schema not current"}, status=503
+        )
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)

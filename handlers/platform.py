@@ -1,0 +1,76 @@
+"""The platform backend's API (CONTRACT section 4), behind service tokens."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.errors import InvalidRequest
+from bridge.inputs import EnrollmentIn, UserIn
+from handlers.auth import service_only
+from handlers.body import int_param, read_model
+from handlers.keys import SERVICES
+
+routes = web.RouteTableDef()
+
+
+@routes.put("/api/v1/users/{user_id}")
+@service_only
+async def put_user(request: web.Request) -> web.Response:
+    body = await read_model(request, UserIn)
+    user = await request.app[SERVICES].users.upsert(request.match_info["user_id"], body)
+    return web.json_response({"user": user})
+
+
+@routes.get("/api/v1/users/{user_id}")
+@service_only
+async def get_user(request: web.Request) -> web.Response:
+    user = await request.app[SERVICES].users.get(request.match_info["user_id"])
+    return web.json_response({"user": user})
+
+
+@routes.post("/api/v1/users/{user_id}/link-code")
+@service_only
+async def post_link_code(request: web.Request) -> web.Response:
+    code = await request.app[SERVICES].users.new_link_code(request.match_info["user_id"])
+    return web.json_response(code, status=201)
+
+
+@routes.put("/api/v1/enrollments/{enrollment_id}")
+@service_only
+async def put_enrollment(request: web.Request) -> web.Response:
+    body = await read_model(request, EnrollmentIn)
+    result = await request.app[SERVICES].enrollments.upsert(
+        request.match_info["enrollment_id"], body
+    )
+    return web.json_response(result)
+
+
+@routes.get("/api/v1/enrollments/{enrollment_id}")
+@service_only
+async def get_enrollment(request: web.Request) -> web.Response:
+    result = await request.app[SERVICES].enrollments.get(request.match_info["enrollment_id"])
+    return web.json_response(result)
+
+
+@routes.delete("/api/v1/enrollments/{enrollment_id}")
+@service_only
+async def delete_enrollment(request: web.Request) -> web.Response:
+    await request.app[SERVICES].enrollments.delete(request.match_info["enrollment_id"])
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/events")
+@service_only
+async def get_events(request: web.Request) -> web.Response:
+    since = int_param(request, "since", 0)
+    limit = int_param(request, "limit", 100)
+    if since is None or since < 0:
+        raise InvalidRequest("since must be a non-negative integer")
+    if limit is None or not 1 <= limit <= 1000:
+        raise InvalidRequest("limit must be an integer from 1 to 1000")
+    body = await request.app[SERVICES].feed_log.page(since, limit)
+    return web.Response(body=body, content_type="application/json")
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)

@@ -1,0 +1,82 @@
+"""Engine and connections for SQLite (embedded default) and PostgreSQL (scale-out)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# Serialises event inserts on PostgreSQL so that event ids commit in id order and a reader
+# that saw id N can never later find a smaller id appear (see Database.lock_event_log).
+EVENT_LOG_LOCK = 0x70616368  # "pach"
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with any password masked, for logs and errors."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Database:
+    """Owns the engine. Every query runs on a connection from :meth:`read` or :meth:`write`."""
+
+    def __init__(self, url: str, **engine_kwargs: Any):
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            # One connection: SQLite has a single writer anyway, and one in-process connection
+            # never meets "database is locked" on a read-then-write transaction. WAL keeps
+            # other processes (the CLI) able to read while the service writes.
+            engine_kwargs.setdefault("pool_size", 1)
+            engine_kwargs.setdefault("max_overflow", 0)
+            engine_kwargs.setdefault("pool_timeout", 60)
+        else:
+            engine_kwargs.setdefault("pool_size", 10)
+            engine_kwargs.setdefault("max_overflow", 10)
+            engine_kwargs.setdefault("pool_pre_ping", True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **engine_kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads; nothing it does is committed."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def lock_event_log(self, conn: AsyncConnection) -> None:
+        """Take the event-log lock for the rest of this transaction (PostgreSQL only).
+
+        Sequence values are handed out before commit, so two transactions could commit ids
+        10 and 11 in the order 11, 10; a feed reader that replayed up to 11 would then miss 10.
+        Holding this lock from the event insert to the commit makes id order commit order.
+        SQLite has a single writer and needs nothing.
+        """
+        if not self.is_sqlite:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK})
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()

@@ -1,0 +1,219 @@
+"""The schema. Every table the bridge keeps, typed with SQLAlchemy 2 ``Mapped[...]``.
+
+Queries run as Core statements over these tables (see queries.py); the ORM classes are the
+single description of the schema that Alembic migrations are checked against.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps are UTC everywhere; SQLite forgets the zone, so it is put back on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+    pachca_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    tutor_id: Mapped[str | None] = mapped_column(String(64))
+    children: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    student_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    teacher_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    subject_id: Mapped[str] = mapped_column(String(64))
+    subject_name: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Chat(Base):
+    """A forum chat, and the Pachca thread that mirrors it."""
+
+    __tablename__ = "chats"
+    __table_args__ = (UniqueConstraint("enrollment_id", "type"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))  # forum_subject | forum_tutor
+    title: Mapped[str] = mapped_column(String(255))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    subject_name: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Denormalised so listing chats needs no per-chat subquery for the newest message.
+    last_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_activity_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    # The Pachca thread that mirrors this chat, once the outbox has opened it.
+    pachca_root_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    pachca_thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    pachca_thread_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (Index(None, "user_id"),)
+
+    chat_id: Mapped[int] = mapped_column(
+        ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    # The part played in this chat: student | teacher | tutor.
+    role: Mapped[str] = mapped_column(String(16))
+    # Highest message id this participant has read (read receipts and unread counts).
+    last_read_message_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index(None, "chat_id", "id"),
+        UniqueConstraint("sender_id", "client_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    sender_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    edited_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Soft delete: the row stays so the outbox can still delete its Pachca copy.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reply_to_id: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(8))  # web | pachca
+    client_id: Mapped[str | None] = mapped_column(String(128))
+    # The Pachca copy (or original): edits, deletes and echo suppression go through it.
+    pachca_message_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # changed_at of the last Pachca edit applied, so a late, older edit does not win.
+    pachca_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Event(Base):
+    """The append-only feed log. ``id`` is the event_id clients see."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "chat_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(32))
+    # The frame without event_id, serialised once at write time.
+    payload: Mapped[str] = mapped_column(Text)
+    # Explicit recipients (",u1,u2,") for events whose chat may be gone or re-assigned
+    # (chat.deleted, chat.updated); null means "whoever may see the chat".
+    audience: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class OutboxJob(Base):
+    """A pending call to Pachca, written in the same transaction as the change it reports."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "chat_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # A claimed job belongs to its worker until then; afterwards anyone may take it again.
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class WebhookDelivery(Base):
+    """One row per processed Pachca event key: a redelivery hits the primary key and stops."""
+
+    __tablename__ = "webhook_deliveries"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class LinkCode(Base):
+    """A one-time code a user sends to the bot as ``/link CODE``."""
+
+    __tablename__ = "link_codes"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Setting(Base):
+    """Small values the service generates once and keeps (the JWT key when none is configured)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
