@@ -12,6 +12,7 @@ from bridge.auth import Tokens, load_generated_secret
 from bridge.config import Config, LiveConfig
 from bridge.feed import Feed, MemoryFeed
 from bridge.metrics import Metrics
+from bridge.reload import ConfigWatcher
 from bridge.runtime import Runtime
 from bridge.services import Services
 from handlers import forum, ops, platform
@@ -57,6 +58,9 @@ def create_app(
             await migrate.upgrade(database)
         rt.tokens.use_generated(await load_generated_secret(database))
         await rt.feed.start()
+        watcher = ConfigWatcher(live, config_path) if config_path is not None else None
+        if watcher is not None:
+            watcher.start()
         log.info(
             "started",
             database=safe_url(database.url),
@@ -64,6 +68,8 @@ def create_app(
             pachca_enabled=config.pachca.enabled,
         )
         yield
+        if watcher is not None:
+            await watcher.stop()
         await rt.feed.stop()
         await database.dispose()
 

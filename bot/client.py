@@ -1,0 +1,332 @@
+"""A thin async client of the Pachca API (https://api.pachca.com/api/shared/v1).
+
+It sends one HTTP request per call and never retries: POSTs are not idempotent, so whether and
+when to retry is the caller's decision, informed by `PachcaError.retryable` and `.retry_after`.
+Every failure, including a garbled body, surfaces as a `PachcaError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from bot.models import (
+    AddMembersRequest,
+    DataEnvelope,
+    MessageCreateFields,
+    MessageCreateRequest,
+    MessageUpdateFields,
+    MessageUpdateRequest,
+    PachcaMessage,
+    PachcaThread,
+    WebhookEventPage,
+    WebhookEventsResponse,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+_REDACTED = "***"
+
+
+class PachcaError(Exception):
+    """A failed Pachca call.
+
+    `status` is None when no response arrived (timeout, connection error). `codes`/`messages`
+    come from Pachca's ApiError (`{"errors": [{"code", "message", ...}]}`) or OAuthError
+    (`{"error", "error_description"}`) body, empty when the body was not one of those.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status: int | None = None,
+        codes: list[str] | None = None,
+        messages: list[str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.codes = codes or []
+        self.messages = messages or []
+        self.retry_after = retry_after
+        super().__init__(f"{method} {path}: {description}" if method else description)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the failure is transient; not whether repeating the request is safe."""
+        if self.status is None:
+            return True
+        return self.status == 429 or self.status >= 500
+
+
+class PachcaTimeout(PachcaError):
+    """No response in time. The request may still have been applied by Pachca."""
+
+
+class PachcaConnectionError(PachcaError):
+    """The connection failed or broke. The request may have been applied if it was sent."""
+
+
+class PachcaBadResponse(PachcaError):
+    """A 2xx answer whose body is not the documented shape."""
+
+    def __init__(self, description: str, *, transient: bool, **kwargs: Any) -> None:
+        super().__init__(description, **kwargs)
+        self.transient = transient
+
+    @property
+    def retryable(self) -> bool:
+        # Non-JSON (a proxy's page) is a passing fault; well-formed JSON of the wrong shape means
+        # the API changed, and repeating the call will not fix that.
+        return self.transient
+
+
+class PachcaClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._token = token
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"PachcaClient(base_url={str(self._http.base_url)!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> PachcaClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- messages -------------------------------------------------------------------------
+
+    async def create_message(
+        self,
+        *,
+        entity_type: str,
+        entity_id: int,
+        content: str,
+        parent_message_id: int | None = None,
+        display_name: str | None = None,
+        display_avatar_url: str | None = None,
+        skip_invite_mentions: bool | None = None,
+    ) -> PachcaMessage:
+        """POST /messages. `display_*` (max 255 chars) are honoured for a bot token only.
+
+        `skip_invite_mentions=True` stops Pachca from adding @mentioned users to a thread.
+        """
+        body = MessageCreateRequest(
+            message=MessageCreateFields(
+                entity_type=entity_type,
+                entity_id=entity_id,
+                content=content,
+                parent_message_id=parent_message_id,
+                display_name=display_name,
+                display_avatar_url=display_avatar_url,
+                skip_invite_mentions=skip_invite_mentions,
+            )
+        )
+        envelope = await self._call("POST", "/messages", DataEnvelope[PachcaMessage], body=body)
+        return envelope.data
+
+    async def update_message(
+        self,
+        message_id: int,
+        content: str,
+        *,
+        display_name: str | None = None,
+        display_avatar_url: str | None = None,
+    ) -> PachcaMessage:
+        """PUT /messages/{id}."""
+        body = MessageUpdateRequest(
+            message=MessageUpdateFields(
+                content=content, display_name=display_name, display_avatar_url=display_avatar_url
+            )
+        )
+        path = f"/messages/{int(message_id)}"
+        envelope = await self._call("PUT", path, DataEnvelope[PachcaMessage], body=body)
+        return envelope.data
+
+    async def delete_message(self, message_id: int) -> None:
+        await self._send("DELETE", f"/messages/{int(message_id)}")
+
+    async def get_message(self, message_id: int) -> PachcaMessage:
+        path = f"/messages/{int(message_id)}"
+        return (await self._call("GET", path, DataEnvelope[PachcaMessage])).data
+
+    # --- threads and members --------------------------------------------------------------
+
+    async def create_thread(self, message_id: int) -> PachcaThread:
+        """POST /messages/{id}/thread; Pachca returns the existing thread if there is one."""
+        path = f"/messages/{int(message_id)}/thread"
+        return (await self._call("POST", path, DataEnvelope[PachcaThread])).data
+
+    async def add_chat_members(
+        self, chat_id: int, member_ids: list[int], *, silent: bool = True
+    ) -> None:
+        """POST /chats/{id}/members; for a thread pass `thread.chat_id`, not `thread.id`."""
+        body = AddMembersRequest(member_ids=member_ids, silent=silent)
+        await self._send("POST", f"/chats/{int(chat_id)}/members", body=body)
+
+    # --- webhook history ------------------------------------------------------------------
+
+    async def list_webhook_events(
+        self, *, limit: int = 50, cursor: str | None = None
+    ) -> WebhookEventPage:
+        """GET /webhooks/events: one page (limit 1..50) of saved webhook events."""
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = await self._call("GET", "/webhooks/events", WebhookEventsResponse, params=params)
+        paginate = page.meta.paginate
+        # has_next is optional in the spec; without it a full page is the only hint of more.
+        has_next = paginate.has_next if paginate.has_next is not None else len(page.data) >= limit
+        return WebhookEventPage(page.data, next_cursor=paginate.next_page, has_next=has_next)
+
+    async def delete_webhook_event(self, event_id: str) -> None:
+        await self._send("DELETE", f"/webhooks/events/{quote(str(event_id), safe='')}")
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        body: BaseModel | None = None,
+        params: dict[str, str | int] | None = None,
+    ) -> M:
+        response = await self._send(method, path, body=body, params=params)
+        try:
+            raw = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise PachcaBadResponse(
+                f"HTTP {response.status_code} with a non-JSON body",
+                transient=True,
+                method=method,
+                path=path,
+                status=response.status_code,
+            ) from None
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            # from None and no field values in the text: they may hold message content.
+            raise PachcaBadResponse(
+                f"HTTP {response.status_code} with an unexpected body "
+                f"({exc.error_count()} validation errors)",
+                transient=False,
+                method=method,
+                path=path,
+                status=response.status_code,
+            ) from None
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: BaseModel | None = None,
+        params: dict[str, str | int] | None = None,
+    ) -> httpx.Response:
+        # exclude_none: optional fields we do not set must be absent, not null, for the spec.
+        payload = body.model_dump(exclude_none=True) if body is not None else None
+        try:
+            response = await self._http.request(method, path, json=payload, params=params)
+        except httpx.TimeoutException as exc:
+            raise PachcaTimeout(
+                f"timed out ({type(exc).__name__})", method=method, path=path
+            ) from None
+        except httpx.RequestError as exc:
+            # from None: the text we keep is enough to decide, and a chained httpx exception
+            # would drag the request (and its headers) into tracebacks.
+            raise PachcaConnectionError(
+                self._redact(f"connection failed ({type(exc).__name__}: {exc})"),
+                method=method,
+                path=path,
+            ) from None
+        if response.is_success:
+            return response
+        raise self._error(response, method, path)
+
+    def _error(self, response: httpx.Response, method: str, path: str) -> PachcaError:
+        codes: list[str] = []
+        messages: list[str] = []
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None  # e.g. a proxy's HTML error page
+        if isinstance(body, dict):
+            if isinstance(body.get("errors"), list):  # ApiError
+                for item in body["errors"]:
+                    if isinstance(item, dict):
+                        codes += [str(item["code"])] if item.get("code") is not None else []
+                        messages += [str(item["message"])] if item.get("message") else []
+            elif isinstance(body.get("error"), str):  # OAuthError
+                codes.append(body["error"])
+                if isinstance(body.get("error_description"), str):
+                    messages.append(body["error_description"])
+        messages = [self._redact(m) for m in messages]
+        summary = f"HTTP {response.status_code}"
+        if codes:
+            summary += f" [{', '.join(codes)}]"
+        summary += f": {'; '.join(messages) or response.reason_phrase}"
+        return PachcaError(
+            summary,
+            method=method,
+            path=path,
+            status=response.status_code,
+            codes=codes,
+            messages=messages,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _redact(self, text: str) -> str:
+        # Belt and braces: nothing we build should contain the token, but error texts echo
+        # server and library messages we do not control.
+        # A very short token (only ever a test's) would match inside ordinary words.
+        return text.replace(self._token, _REDACTED) if len(self._token) >= 8 else text
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date; None if bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)

@@ -1,0 +1,135 @@
+"""The command line (CONTRACT section 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jwt
+import pytest
+import yaml
+
+from bridge.cli import main
+from store import users
+from store.db import Database
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path: Path, **sections: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    data = {"database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}, **sections}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    assert main(["check-config", "--config", str(path)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_check_config_reports_each_problem_with_its_key_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, server={"port": "x", "hots": "a"}, feed={"backend": "kafka"})
+    assert main(["check-config", "--config", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "server.port" in err
+    assert "server.hots" in err
+    assert "feed.backend" in err
+
+
+def test_check_config_uses_bridge_config_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, limits={"posts_per_minute": -1})
+    monkeypatch.setenv("BRIDGE_CONFIG", str(path))
+    assert main(["check-config"]) != 0
+
+
+def test_shipped_config_passes_check_config() -> None:
+    assert main(["check-config", "--config", str(REPO / "config.yaml")]) == 0
+
+
+def test_migrate_then_token_for_a_known_user(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, auth={"jwt_secret": "k" * 32})
+    assert main(["migrate", "--config", str(path)]) == 0
+
+    async def add_user() -> None:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+        async with db.write() as conn:
+            values = {
+                "id": "u-1",
+                "role": "student",
+                "name": "Ann",
+                "email": None,
+                "pachca_user_id": None,
+                "tutor_id": None,
+                "children": None,
+            }
+            await users.upsert_user(conn, values, datetime.now(UTC))
+        await db.dispose()
+
+    asyncio.run(add_user())
+    capsys.readouterr()
+    assert main(["token", "u-1", "--ttl", "60", "--config", str(path)]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, "k" * 32, algorithms=["HS256"])
+    assert claims["sub"] == "u-1"
+    assert 55 <= claims["exp"] - time.time() <= 61
+
+
+def test_token_for_unknown_user_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    assert main(["token", "ghost", "--config", str(path)]) != 0
+    assert "unknown user" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    path = write_config(tmp_path, server={"host": "127.0.0.1", "port": port})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve", "--config", str(path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        body = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    body = r.read()
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        assert body is not None, proc.stderr.read().decode() if proc.poll() is not None else ""
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -1,0 +1,73 @@
+"""Editing config.yaml while the service runs (CONTRACT section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.config import LiveConfig, load_config
+from bridge.reload import ConfigWatcher
+
+
+def write(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(data))
+
+
+def base(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "server": {"port": 8080},
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"},
+        "limits": {"posts_per_minute": 120},
+        "auth": {"service_tokens": ["old"]},
+    }
+
+
+def test_live_sections_apply_and_restart_sections_wait(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    data = base(tmp_path)
+    write(path, data)
+    live = LiveConfig(load_config(path), path)
+    data["limits"]["posts_per_minute"] = 5
+    data["auth"]["service_tokens"] = ["new"]
+    data["server"]["port"] = 9090
+    write(path, data)
+
+    assert ConfigWatcher(live, path).reload()
+    assert live.current.limits.posts_per_minute == 5
+    assert [t.get_secret_value() for t in live.current.auth.service_tokens] == ["new"]
+    assert live.current.server.port == 8080  # needs a restart
+
+
+def test_invalid_edit_keeps_last_good_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    write(path, base(tmp_path))
+    live = LiveConfig(load_config(path), path)
+    before = live.current
+    path.write_text("limits: {posts_per_minute: lots}\n")
+
+    assert not ConfigWatcher(live, path).reload()
+    assert live.current is before
+
+
+async def test_file_change_is_picked_up_while_running(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    data = base(tmp_path)
+    write(path, data)
+    live = LiveConfig(load_config(path), path)
+    watcher = ConfigWatcher(live, path, poll_s=0.05)
+    watcher.start()
+    try:
+        data["limits"]["posts_per_minute"] = 7
+        data["pachca"] = {"bot_user_id": 77}
+        write(path, data)
+        for _ in range(200):
+            if live.current.limits.posts_per_minute == 7:
+                break
+            await asyncio.sleep(0.02)
+        assert live.current.limits.posts_per_minute == 7
+        assert live.current.pachca.bot_user_id == 77
+    finally:
+        await watcher.stop()
