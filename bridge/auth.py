@@ -14,9 +14,11 @@ from bridge.config import LiveConfig
 from bridge.errors import Unauthorized
 from store import users as user_store
 from store.db import Database
+from store.hotpath import hot_for
 
 GENERATED_SECRET_KEY = "jwt_secret"
 ALGORITHM = "HS256"
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class Tokens:
         self._live = live
         self._generated = generated_secret
         self._clock = clock
+        self._cache: dict[str, Claims] = {}
+        self._cache_for: tuple[str, str | None] = ("", None)
 
     def use_generated(self, secret: str) -> None:
         """Set the database-kept key (loaded at start-up, before any request)."""
@@ -61,12 +65,29 @@ class Tokens:
         return jwt.encode(claims, self._key(), algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Claims:
-        audience = self._live.current.auth.jwt_audience
+        """The token's claims, or Unauthorized. Verified tokens are remembered (until they
+        expire, or the key or audience changes) so a client's every request does not pay
+        for the HMAC and JSON decoding again."""
+        key, audience = self._key(), self._live.current.auth.jwt_audience
+        if (key, audience) != self._cache_for:
+            self._cache.clear()
+            self._cache_for = (key, audience)
+        claims = self._cache.get(token)
+        if claims is None:
+            claims = self._decode(token, key, audience)
+            if len(self._cache) >= VERIFIED_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[token] = claims
+        if claims.expires_at <= self._clock():
+            raise Unauthorized("token expired")
+        return claims
+
+    def _decode(self, token: str, key: str, audience: str | None) -> Claims:
         try:
             # algorithms pinned: "none" and every other algorithm are refused.
             claims = jwt.decode(
                 token,
-                self._key(),
+                key,
                 algorithms=[ALGORITHM],
                 audience=audience,
                 options={"require": ["exp", "sub"], "verify_aud": audience is not None},
@@ -77,7 +98,8 @@ class Tokens:
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub:
+        # A sub no user id can be (ids are at most 64 characters, never NUL) names no one.
+        if not isinstance(sub, str) or not sub or len(sub) > 64 or "\x00" in sub:
             raise Unauthorized("invalid token")
         return Claims(sub, float(claims["exp"]))
 
@@ -106,8 +128,7 @@ async def load_generated_secret(db: Database) -> str:
 
 async def principal_for(db: Database, tokens: Tokens, token: str) -> tuple[Principal, Claims]:
     claims = tokens.verify(token)
-    async with db.read() as conn:
-        row = await user_store.get_user(conn, claims.user_id)
+    row = await hot_for(db).user(claims.user_id)  # every request: the raw read path
     if row is None:
         raise Unauthorized("unknown user")
     return Principal(row["id"], row["role"], row["name"]), claims

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,10 @@ class ChatAccess:
 
 
 async def load_access(conn: AsyncConnection, chat_id: int) -> ChatAccess:
-    rows = await forum.chat_access(conn, chat_id)
+    return access_from_rows(await forum.chat_access(conn, chat_id))
+
+
+def access_from_rows(rows: Sequence[Mapping[str, Any]]) -> ChatAccess:
     if not rows:
         raise NotFound("no such chat")
     members = {
@@ -123,6 +126,8 @@ class ChatReader:
                 raise InvalidRequest("limit must be an integer from 1 to 200")
             if offset is None or offset < 0:
                 raise InvalidRequest("offset must be a non-negative integer")
+            if before_id is not None and before_id < 1:
+                raise InvalidRequest("before_id must be a positive integer")
             rows, total = await message_store.page(
                 conn, chat_id, limit=limit, offset=offset, before_id=before_id
             )

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     command("serve", "run the service (migrates the database first)")
     command("migrate", "bring the database schema up to date")
     command("check-config", "validate the config file; non-zero exit on any problem")
+    command("recover-webhooks", "process webhook events missed while down (Pachca's history)")
     token = command("token", "print a signed web-client token for a known user")
     token.add_argument("user_id")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
@@ -46,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "migrate":
         return asyncio.run(_migrate(config))
+    if args.command == "recover-webhooks":
+        from bridge.recovery import recover_from_config
+
+        return asyncio.run(recover_from_config(config))
     if args.command == "token":
         return asyncio.run(_token(config, args.user_id, args.ttl))
     return _serve(config, args.config)

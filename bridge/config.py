@@ -56,6 +56,8 @@ class FeedConfig(_Section):
     history_retention_s: PositiveInt = 604_800
     # Frames a socket may have queued before it counts as too slow and is closed.
     send_queue_size: PositiveInt = 1000
+    # The Redis pub/sub channel: instances sharing one database must share it too.
+    channel: str = Field(default="pachca-bridge:feed", min_length=1)
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> FeedConfig:

@@ -101,20 +101,24 @@ async def sync_chats(
             await forum.update_chats(conn, [chat_id], changes)
             updated[chat_id] = None
         members = await forum.participant_ids(conn, chat_id)
-        old = [uid for uid, role in members.items() if role == want.partner_role]
-        if old != [want.partner_id]:
+        # The student can change too (a PUT naming another student_id): replaced the same way.
+        for part, user_id in ((Role.STUDENT, student["id"]), (want.partner_role, want.partner_id)):
+            old = [uid for uid, role in members.items() if role == part]
+            if old == [user_id]:
+                continue
             for uid in old:
                 await forum.remove_participant(conn, chat_id, uid)
-            await forum.add_participant(conn, chat_id, want.partner_id, want.partner_role)
-            await outbox_store.enqueue(
-                conn,
-                ADD_MEMBER,
-                {"chat_id": chat_id, "user_id": want.partner_id},
-                chat_id=chat_id,
-                now=now,
-            )
+            await forum.add_participant(conn, chat_id, user_id, part)
+            if part != Role.STUDENT:  # students are on the web, not in the Pachca thread
+                await outbox_store.enqueue(
+                    conn,
+                    ADD_MEMBER,
+                    {"chat_id": chat_id, "user_id": user_id},
+                    chat_id=chat_id,
+                    now=now,
+                )
             # Those who lost the chat hear of it too, so their clients can drop it.
-            updated[chat_id] = {*members, want.partner_id}
+            updated[chat_id] = {*members, *(updated.get(chat_id) or ()), user_id}
 
     tutor_chat = existing.get(ChatType.TUTOR)
     if not tutor_id and tutor_chat is not None and tutor_chat["is_active"]:
@@ -169,12 +173,10 @@ class Enrollments:
                 "subject_name": body.subject.name,
                 "active": body.active,
             }
-            current = await forum.get_enrollment(conn, enrollment_id)
-            if current is None:
-                await forum.insert_enrollment(
-                    conn, {"id": enrollment_id, **values, "created_at": now, "updated_at": now}
-                )
-            elif any(current[k] != v for k, v in values.items()):
+            current = await forum.claim_enrollment(
+                conn, {"id": enrollment_id, **values, "created_at": now, "updated_at": now}
+            )
+            if current is not None and any(current[k] != v for k, v in values.items()):
                 await forum.update_enrollment(conn, enrollment_id, {**values, "updated_at": now})
             enrollment = {"id": enrollment_id, **values}
             events = await sync_chats(self.rt, conn, enrollment, student, now)

@@ -49,6 +49,11 @@ def frame_from_log(event_id: int, payload: str | bytes) -> bytes:
     return b'{"event_id":%d,%s' % (event_id, raw[1:])
 
 
+def encode(type: str, chat_id: int, body: dict[str, Any]) -> bytes:
+    """An event's payload: the frame without event_id (spliced in by frame_from_log)."""
+    return orjson.dumps({"type": type, "chat_id": chat_id, **body})
+
+
 def audience_column(audience: Iterable[str] | None) -> str | None:
     return None if audience is None else "," + ",".join(sorted(audience)) + ","
 
@@ -77,7 +82,7 @@ class EventLog:
         """Append one event. Call it last in the transaction: on PostgreSQL it takes the
         event-log lock, held until commit."""
         await self.db.lock_event_log(conn)
-        payload = orjson.dumps({"type": type, "chat_id": chat_id, **body})
+        payload = encode(type, chat_id, body)
         audience_set = frozenset(audience) if audience is not None else None
         event_id = await log.append(
             conn,

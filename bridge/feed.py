@@ -1,12 +1,18 @@
-"""The feed hub: fan-out of committed events to live subscribers (the WebSocket feed).
+"""The feed transport: carries committed events (and ephemeral typing signals) to every
+process that holds WebSocket connections.
 
-The durable event log is the source of truth; the hub only carries events that were just
-committed to the processes that hold sockets.
+The durable event log is the source of truth; a feed only carries events that were just
+committed, as fast as it can. Whatever a backend loses (a Redis blip, a crash between commit
+and publish) the hub's sequencer fills from the log, so no backend has to be reliable.
+
+Backends: ``MemoryFeed`` (one process) and ``feed_redis.RedisFeed`` (several instances sharing
+one database). Both hand events published in this process to local subscribers at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.events import FeedEvent
@@ -14,14 +20,37 @@ from bridge.events import FeedEvent
 Subscriber = Callable[[Sequence[FeedEvent]], Awaitable[None] | None]
 
 
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """Someone is typing in a chat: relayed to the chat's other viewers, never stored."""
+
+    chat_id: int
+    user_id: str
+    frame: bytes  # the complete JSON frame, serialised once
+
+
+TypingSubscriber = Callable[[Typing], None]
+
+
 class Feed(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
-    async def publish(self, events: Sequence[FeedEvent]) -> None: ...
+    async def publish(self, events: Sequence[FeedEvent]) -> None:
+        """Hand committed events on. Never fails the caller: the log has them anyway."""
+        ...
 
     def subscribe(self, subscriber: Subscriber) -> None: ...
+
+    async def publish_typing(self, typing: Typing) -> None: ...
+
+    def subscribe_typing(self, subscriber: TypingSubscriber) -> None: ...
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        """``callback`` runs when the backend may have missed messages (it reconnected):
+        the listener then catches up from the event log."""
+        ...
 
 
 class MemoryFeed:
@@ -29,6 +58,8 @@ class MemoryFeed:
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        self._typing: list[TypingSubscriber] = []
+        self._resync: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         return None
@@ -39,10 +70,29 @@ class MemoryFeed:
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
+    def subscribe_typing(self, subscriber: TypingSubscriber) -> None:
+        self._typing.append(subscriber)
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        self._resync.append(callback)
+
     async def publish(self, events: Sequence[FeedEvent]) -> None:
-        if not events:
-            return
+        if events:
+            await self._deliver(events)
+
+    async def publish_typing(self, typing: Typing) -> None:
+        self._deliver_typing(typing)
+
+    async def _deliver(self, events: Sequence[FeedEvent]) -> None:
         for subscriber in self._subscribers:
             result = subscriber(events)
             if result is not None:
                 await result
+
+    def _deliver_typing(self, typing: Typing) -> None:
+        for subscriber in self._typing:
+            subscriber(typing)
+
+    def _resynced(self) -> None:
+        for callback in self._resync:
+            callback()

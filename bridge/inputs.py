@@ -6,11 +6,29 @@ never silently coerced or ignored.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bridge.policy import Role
 
 MAX_CONTENT_CHARS = 10_000
+MAX_ID_CHARS = 64  # platform ids are VARCHAR(64) columns
+# Integers are BIGINT columns: a larger one can name nothing, and the driver cannot bind it.
+MAX_INT = 2**63 - 1
+
+
+def no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refused everywhere so both databases behave alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(no_nul)]
+PlatformId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(no_nul)]
+ClientId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(no_nul)]
+Int64 = Annotated[int, Field(ge=-MAX_INT - 1, le=MAX_INT)]
 
 
 class Input(BaseModel):
@@ -19,31 +37,31 @@ class Input(BaseModel):
 
 class UserIn(Input):
     role: Role
-    name: str = Field(min_length=1, max_length=255)
-    email: str | None = Field(default=None, max_length=255)
-    pachca_user_id: int | None = Field(default=None, gt=0)
-    tutor_id: str | None = Field(default=None, min_length=1, max_length=64)
-    children: list[str] | None = None
+    name: Text = Field(min_length=1, max_length=255)
+    email: Text | None = Field(default=None, max_length=255)
+    pachca_user_id: Int64 | None = Field(default=None, gt=0)
+    tutor_id: PlatformId | None = None
+    children: list[Text] | None = None
 
 
 class SubjectIn(Input):
-    id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=255)
+    id: PlatformId
+    name: Text = Field(min_length=1, max_length=255)
 
 
 class EnrollmentIn(Input):
-    student_id: str = Field(min_length=1, max_length=64)
-    teacher_id: str = Field(min_length=1, max_length=64)
+    student_id: PlatformId
+    teacher_id: PlatformId
     subject: SubjectIn
     active: bool = True
 
 
 class NewMessage(Input):
-    # Length and blankness are checked by the service: they are `invalid_content`, not
+    # Length, blankness and NUL are checked by the service: they are `invalid_content`, not
     # `invalid_request`.
     content: str
-    reply_to_id: int | None = None
-    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    reply_to_id: Int64 | None = None
+    client_id: ClientId | None = None
 
 
 class MessageEdit(Input):
@@ -51,4 +69,4 @@ class MessageEdit(Input):
 
 
 class ReadMark(Input):
-    message_id: int
+    message_id: Int64

@@ -10,8 +10,10 @@ from bridge.auth import Tokens
 from bridge.config import LiveConfig
 from bridge.events import EventLog, FeedEvent
 from bridge.feed import Feed
+from bridge.pachca_factory import PachcaClients
 from bridge.ratelimit import PostRateLimiter
 from store.db import Database
+from store.hotpath import HotPath, hot_for
 
 
 def utcnow() -> datetime:
@@ -26,9 +28,14 @@ class Runtime:
     tokens: Tokens
     limiter: PostRateLimiter = field(default_factory=PostRateLimiter)
     events: EventLog = field(init=False)
+    hot: HotPath = field(init=False)
+    # The Pachca API client for the config in force (None while disabled).
+    pachca: PachcaClients = field(init=False)
 
     def __post_init__(self) -> None:
         self.events = EventLog(self.db)
+        self.hot = hot_for(self.db)
+        self.pachca = PachcaClients(self.live)
 
     async def publish(self, events: Sequence[FeedEvent]) -> None:
         """Hand committed events to the feed. Never called inside a transaction."""

@@ -11,11 +11,12 @@ from aiohttp import web
 from bridge.auth import Tokens, load_generated_secret
 from bridge.config import Config, LiveConfig
 from bridge.feed import Feed, MemoryFeed
+from bridge.feed_redis import RedisFeed
 from bridge.metrics import Metrics
 from bridge.reload import ConfigWatcher
 from bridge.runtime import Runtime
 from bridge.services import Services
-from handlers import forum, ops, platform
+from handlers import admin, background, forum, ops, platform, webhooks, ws
 from handlers.errors import render_errors
 from handlers.keys import METRICS, SERVICES
 from handlers.middleware import request_context
@@ -29,10 +30,17 @@ FEATURES: list[Callable[[web.Application], None]] = [
     platform.setup,
     forum.setup,
     ops.setup,
+    webhooks.setup,
+    ws.setup,
+    admin.setup,
+    background.setup,
 ]
 
 
 def make_feed(config: Config) -> Feed:
+    if config.feed.backend == "redis":
+        assert config.feed.url is not None  # the config validator requires it
+        return RedisFeed(config.feed.url, config.feed.channel)
     return MemoryFeed()
 
 
@@ -57,6 +65,7 @@ def create_app(
         if migrate_on_start:
             await migrate.upgrade(database)
         rt.tokens.use_generated(await load_generated_secret(database))
+        database.start_checkpoints()
         await rt.feed.start()
         watcher = ConfigWatcher(live, config_path) if config_path is not None else None
         if watcher is not None:

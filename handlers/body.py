@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bridge.errors import InvalidRequest, NotFound
-from bridge.inputs import Input
+from bridge.inputs import MAX_ID_CHARS, MAX_INT, Input
 
 M = TypeVar("M", bound=Input)
 
@@ -32,21 +32,43 @@ def describe(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else err["msg"]
 
 
-def int_param(request: web.Request, name: str, default: int | None = None) -> int | None:
-    """A query integer, ``default`` when absent, None when not an integer (the service
-    rejects it at the point the contract orders)."""
+def int_param(
+    request: web.Request, name: str, default: int | None = None, invalid: int | None = None
+) -> int | None:
+    """A query integer, ``default`` when absent, ``invalid`` (None unless given) when not an
+    integer: the service rejects that value at the point the contract orders."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        return None
+        return invalid
+    return value if in_int64(value) else invalid
+
+
+def in_int64(value: int) -> bool:
+    """Whether the database's BIGINT can hold it (the driver cannot even bind more)."""
+    return -MAX_INT - 1 <= value <= MAX_INT
 
 
 def path_int(request: web.Request, name: str) -> int:
     """An integer path id; anything else names no such object."""
     try:
-        return int(request.match_info[name])
+        value = int(request.match_info[name])
     except ValueError:
-        raise NotFound(f"no such {name.removesuffix('_id')}") from None
+        value = None
+    if value is None or not in_int64(value):
+        raise NotFound(f"no such {name.removesuffix('_id')}")
+    return value
+
+
+def path_id(request: web.Request, name: str, *, creating: bool = False) -> str:
+    """A platform id from the path. One no record can have (too long, or holding NUL) is
+    refused before the database sees it: 400 when it would be created, else 404."""
+    value = request.match_info[name]
+    if len(value) <= MAX_ID_CHARS and "\x00" not in value:
+        return value
+    if creating:
+        raise InvalidRequest(f"{name} must be at most {MAX_ID_CHARS} characters, without NUL")
+    raise NotFound(f"no such {name.removesuffix('_id')}")

@@ -36,7 +36,8 @@ async def list_messages(request: web.Request) -> web.Response:
         chat_id,
         limit=int_param(request, "limit", 50),
         offset=int_param(request, "offset", 0),
-        before_id=int_param(request, "before_id", None),
+        # Not an integer: 0, which names no message and is rejected (absent stays None).
+        before_id=int_param(request, "before_id", None, invalid=0),
     )
     return web.json_response(page)
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from bridge.errors import InvalidRequest
 from bridge.inputs import EnrollmentIn, UserIn
 from handlers.auth import service_only
-from handlers.body import int_param, read_model
+from handlers.body import int_param, path_id, read_model
 from handlers.keys import SERVICES
 
 routes = web.RouteTableDef()
@@ -17,21 +17,22 @@ routes = web.RouteTableDef()
 @service_only
 async def put_user(request: web.Request) -> web.Response:
     body = await read_model(request, UserIn)
-    user = await request.app[SERVICES].users.upsert(request.match_info["user_id"], body)
+    user_id = path_id(request, "user_id", creating=True)
+    user = await request.app[SERVICES].users.upsert(user_id, body)
     return web.json_response({"user": user})
 
 
 @routes.get("/api/v1/users/{user_id}")
 @service_only
 async def get_user(request: web.Request) -> web.Response:
-    user = await request.app[SERVICES].users.get(request.match_info["user_id"])
+    user = await request.app[SERVICES].users.get(path_id(request, "user_id"))
     return web.json_response({"user": user})
 
 
 @routes.post("/api/v1/users/{user_id}/link-code")
 @service_only
 async def post_link_code(request: web.Request) -> web.Response:
-    code = await request.app[SERVICES].users.new_link_code(request.match_info["user_id"])
+    code = await request.app[SERVICES].users.new_link_code(path_id(request, "user_id"))
     return web.json_response(code, status=201)
 
 
@@ -40,7 +41,7 @@ async def post_link_code(request: web.Request) -> web.Response:
 async def put_enrollment(request: web.Request) -> web.Response:
     body = await read_model(request, EnrollmentIn)
     result = await request.app[SERVICES].enrollments.upsert(
-        request.match_info["enrollment_id"], body
+        path_id(request, "enrollment_id", creating=True), body
     )
     return web.json_response(result)
 
@@ -48,14 +49,14 @@ async def put_enrollment(request: web.Request) -> web.Response:
 @routes.get("/api/v1/enrollments/{enrollment_id}")
 @service_only
 async def get_enrollment(request: web.Request) -> web.Response:
-    result = await request.app[SERVICES].enrollments.get(request.match_info["enrollment_id"])
+    result = await request.app[SERVICES].enrollments.get(path_id(request, "enrollment_id"))
     return web.json_response(result)
 
 
 @routes.delete("/api/v1/enrollments/{enrollment_id}")
 @service_only
 async def delete_enrollment(request: web.Request) -> web.Response:
-    await request.app[SERVICES].enrollments.delete(request.match_info["enrollment_id"])
+    await request.app[SERVICES].enrollments.delete(path_id(request, "enrollment_id"))
     return web.Response(status=204)
 
 

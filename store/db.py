@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +12,8 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from store import sqlite_inline
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # Serialises event inserts on PostgreSQL so that event ids commit in id order and a reader
@@ -34,25 +39,80 @@ class Database:
             engine_kwargs.setdefault("pool_size", 1)
             engine_kwargs.setdefault("max_overflow", 0)
             engine_kwargs.setdefault("pool_timeout", 60)
+            database = self.url.database or ":memory:"
+            engine_kwargs.setdefault("async_creator", lambda: sqlite_inline.connect(database))
         else:
             engine_kwargs.setdefault("pool_size", 10)
             engine_kwargs.setdefault("max_overflow", 10)
             engine_kwargs.setdefault("pool_pre_ping", True)
         self.engine: AsyncEngine = create_async_engine(self.url, **engine_kwargs)
+        # SQLite's one connection is handed out in arrival order: the pool's own queue lets
+        # a coroutine that just returned the connection take it straight back, which starved
+        # some requests for a second under load.
+        self._turn = asyncio.Lock() if self.is_sqlite else None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._sqlite: sqlite3.Connection | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
 
     @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection, taken in turn."""
+        if self._turn is None:
+            async with self.engine.connect() as conn:
+                yield conn
+            return
+        async with self._turn, self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def sqlite_turn(self) -> AsyncIterator[sqlite3.Connection]:
+        """SQLite: the one connection itself, for the raw hot path (store/hotpath.py).
+
+        Holding the turn excludes every other user of the connection, and skips the pool's
+        checkout and reset, which cost more than the statements of a request.
+        """
+        assert self._turn is not None, "SQLite only"
+        async with self._turn:
+            if self._sqlite is None:
+                async with self.engine.connect() as conn:
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    self._sqlite = driver.sqlite  # type: ignore[union-attr]
+            yield self._sqlite
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads; nothing it does is committed."""
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self.engine.begin() as conn:
+        async with self.connect() as conn, conn.begin():
             yield conn
+
+    def start_checkpoints(self, every_s: float = 1.0) -> None:
+        """SQLite: move the WAL into the database file from a thread of its own.
+
+        Statements run inline on the event loop (store/sqlite_inline.py); an automatic
+        checkpoint would copy pages and fsync there, stalling every request for it.
+        """
+        if self.is_sqlite and self._checkpointer is None:
+            self._checkpointer = asyncio.create_task(self._checkpoints(every_s))
+
+    async def _checkpoints(self, every_s: float) -> None:
+        path = self.url.database
+        if not path or path == ":memory:":
+            return
+        conn = await asyncio.to_thread(sqlite3.connect, path, check_same_thread=False)
+        try:
+            while True:
+                await asyncio.sleep(every_s)
+                # PASSIVE never blocks the writer or readers; it copies what it can.
+                await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     async def lock_event_log(self, conn: AsyncConnection) -> None:
         """Take the event-log lock for the rest of this transaction (PostgreSQL only).
@@ -66,10 +126,15 @@ class Database:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK})
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         await self.engine.dispose()
 
 
@@ -77,6 +142,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoints run on a thread of their own (Database.checkpoint_every), not inline.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     RowMapping,
     and_,
+    bindparam,
     delete,
     exists,
     false,
@@ -23,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.models import Chat, Enrollment, Message, Participant, User
+from store.users import insert_for
 
 enrollments = Enrollment.__table__
 chats = Chat.__table__
@@ -60,6 +62,32 @@ async def get_enrollment(conn: AsyncConnection, enrollment_id: str) -> RowMappin
 
 async def insert_enrollment(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(enrollments.insert().values(**values))
+
+
+async def claim_enrollment(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping | None:
+    """Insert the enrollment unless it exists, and hold its row for the rest of the transaction.
+
+    Returns the row as it stood (None when this call created it). Concurrent PUTs of one id
+    queue here instead of colliding on the primary key: on PostgreSQL the INSERT waits for
+    another transaction's uncommitted insert of the id and FOR UPDATE orders the rest; SQLite
+    has a single writer anyway.
+    """
+    for _ in range(2):  # twice: a concurrent DELETE may remove the row between the two
+        inserted = await conn.execute(
+            insert_for(conn, enrollments)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[enrollments.c.id])
+            .returning(enrollments.c.id)
+        )
+        if inserted.first() is not None:
+            return None
+        rows = await conn.execute(
+            select(enrollments).where(enrollments.c.id == values["id"]).with_for_update()
+        )
+        current = rows.mappings().first()
+        if current is not None:
+            return current
+    raise RuntimeError(f"enrollment {values['id']!r} keeps disappearing")
 
 
 async def update_enrollment(conn: AsyncConnection, enrollment_id: str, values: dict[str, Any]):
@@ -145,19 +173,22 @@ async def chat_access(conn: AsyncConnection, chat_id: int) -> list[RowMapping]:
 
     One query that answers existence, the policy's questions and read receipts.
     """
-    stmt = (
-        select(
-            chats,
-            participants.c.user_id.label("p_user_id"),
-            participants.c.role.label("p_role"),
-            participants.c.last_read_message_id.label("p_last_read"),
-            users.c.name.label("p_name"),
-        )
-        .outerjoin(participants, participants.c.chat_id == chats.c.id)
-        .outerjoin(users, users.c.id == participants.c.user_id)
-        .where(chats.c.id == chat_id)
+    return list((await conn.execute(CHAT_ACCESS, {"chat_id": chat_id})).mappings())
+
+
+# Built once: every chat request runs it (store/hotpath.py runs it raw on the POST path).
+CHAT_ACCESS = (
+    select(
+        chats,
+        participants.c.user_id.label("p_user_id"),
+        participants.c.role.label("p_role"),
+        participants.c.last_read_message_id.label("p_last_read"),
+        users.c.name.label("p_name"),
     )
-    return list((await conn.execute(stmt)).mappings())
+    .outerjoin(participants, participants.c.chat_id == chats.c.id)
+    .outerjoin(users, users.c.id == participants.c.user_id)
+    .where(chats.c.id == bindparam("chat_id"))
+)
 
 
 async def chat_by_thread_chat(conn: AsyncConnection, thread_chat_id: int) -> RowMapping | None:

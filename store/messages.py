@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy import RowMapping, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.models import Message, User
@@ -19,8 +19,11 @@ _with_sender = select(
 ).join(users, users.c.id == messages.c.sender_id)
 
 
+_INSERT = messages.insert().returning(messages.c.id)  # built once: a hot path
+
+
 async def insert_message(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    result = await conn.execute(messages.insert().values(**values).returning(messages.c.id))
+    result = await conn.execute(_INSERT, values)
     return result.scalar_one()
 
 
@@ -83,40 +86,33 @@ async def page(
     offset: int,
     before_id: int | None = None,
 ) -> tuple[list[RowMapping], int]:
-    """One page, oldest first, and the chat's total of live messages.
+    """One page, oldest first, and the chat's total of live messages: always one query.
 
-    The total rides along as a window function, so a page is one query; only a page past
-    the end (no rows to carry it) costs a second, cheap count.
+    The page's ids are outer-joined to the one-row count, so an empty page (an empty chat,
+    an offset past the end) still carries the total and costs no second query.
     """
     live = (messages.c.chat_id == chat_id) & messages.c.deleted_at.is_(None)
-    total = func.count().over().label("total")
+    total = select(func.count().label("total")).select_from(messages).where(live).subquery("n")
+    ids = select(messages.c.id.label("page_id")).where(live)
     if before_id is None:
-        stmt = (
-            _with_sender.add_columns(total)
-            .where(live)
-            .order_by(messages.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        rows = list((await conn.execute(stmt)).mappings())
+        ids = ids.order_by(messages.c.id).limit(limit).offset(offset)
     else:
-        # The `limit` messages just before before_id: newest-first in SQL, then reversed.
-        # The window runs over the whole chat, so compute the total in a separate clause.
-        stmt = (
-            _with_sender.add_columns(
-                select(func.count())
-                .select_from(messages)
-                .where(live)
-                .scalar_subquery()
-                .label("total")
-            )
-            .where(live, messages.c.id < before_id)
-            .order_by(messages.c.id.desc())
-            .limit(limit)
+        # The `limit` messages just before before_id: the newest of those, then oldest first.
+        ids = ids.where(messages.c.id < before_id).order_by(messages.c.id.desc()).limit(limit)
+    page_ids = ids.subquery("p")
+    stmt = (
+        select(
+            total.c.total,
+            messages,
+            users.c.name.label("sender_name"),
+            users.c.role.label("sender_role"),
         )
-        rows = list((await conn.execute(stmt)).mappings())
-        rows.reverse()
-    if rows:
-        return rows, rows[0]["total"]
-    count = await conn.execute(select(func.count()).select_from(messages).where(live))
-    return rows, count.scalar_one()
+        .select_from(
+            total.outerjoin(page_ids, true())
+            .outerjoin(messages, messages.c.id == page_ids.c.page_id)
+            .outerjoin(users, users.c.id == messages.c.sender_id)
+        )
+        .order_by(messages.c.id)
+    )
+    rows = list((await conn.execute(stmt)).mappings())
+    return [r for r in rows if r["id"] is not None], rows[0]["total"]

@@ -35,7 +35,7 @@ async def upgrade(db: Database) -> None:
     def run(connection: Connection) -> None:
         command.upgrade(_alembic_config(connection), "head")
 
-    async with db.engine.connect() as conn:
+    async with db.connect() as conn:
         await conn.run_sync(run)
         await conn.commit()
 
@@ -44,7 +44,7 @@ async def current_revision(db: Database) -> str | None:
     def read(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
-    async with db.engine.connect() as conn:
+    async with db.connect() as conn:
         return await conn.run_sync(read)
 
 

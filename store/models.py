@@ -28,6 +28,9 @@ from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Without AUTOINCREMENT SQLite reuses the id of the newest row once it is deleted: a new chat
+# would take a deleted chat's id, which the event log and clients still name (migration 0002).
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -93,7 +96,7 @@ class Chat(Base):
     """A forum chat, and the Pachca thread that mirrors it."""
 
     __tablename__ = "chats"
-    __table_args__ = (UniqueConstraint("enrollment_id", "type"),)
+    __table_args__ = (UniqueConstraint("enrollment_id", "type"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     enrollment_id: Mapped[str] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
@@ -131,6 +134,7 @@ class Message(Base):
     __table_args__ = (
         Index(None, "chat_id", "id"),
         UniqueConstraint("sender_id", "client_id"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -154,7 +158,7 @@ class Event(Base):
     """The append-only feed log. ``id`` is the event_id clients see."""
 
     __tablename__ = "events"
-    __table_args__ = (Index(None, "chat_id", "id"),)
+    __table_args__ = (Index(None, "chat_id", "id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     chat_id: Mapped[int] = mapped_column(BigInteger)
@@ -174,6 +178,7 @@ class OutboxJob(Base):
     __table_args__ = (
         Index(None, "status", "next_attempt_at"),
         Index(None, "chat_id", "id"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

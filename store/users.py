@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,8 +23,13 @@ def insert_for(conn: AsyncConnection, table: Any) -> Any:
     return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
+# Built once: on the hot path (every authenticated request) constructing the statement and
+# its cache key would cost more than running it.
+GET_USER = select(users).where(users.c.id == bindparam("user_id"))
+
+
 async def get_user(conn: AsyncConnection, user_id: str) -> RowMapping | None:
-    row = await conn.execute(select(users).where(users.c.id == user_id))
+    row = await conn.execute(GET_USER, {"user_id": user_id})
     return row.mappings().first()
 
 
@@ -92,6 +97,12 @@ async def use_link_code(conn: AsyncConnection, code: str, now: datetime) -> str 
         .returning(link_codes.c.user_id)
     )
     return result.scalar()
+
+
+async def get_link_code(conn: AsyncConnection, code: str) -> RowMapping | None:
+    """A code's row, to tell an expired code from a spent or unknown one."""
+    rows = await conn.execute(select(link_codes).where(link_codes.c.code == code))
+    return rows.mappings().first()
 
 
 async def get_setting(conn: AsyncConnection, key: str) -> str | None:

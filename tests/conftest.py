@@ -67,7 +67,8 @@ def config(config_data: dict[str, Any]) -> Config:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, config: Config, database: Database) -> TestClient:
+async def client(database: Database, config: Config, aiohttp_client: Any) -> TestClient:
+    # database first: set up first, torn down last, after the app and its background work stop.
     app = create_app(config, db=database)
     return await aiohttp_client(app)
 

@@ -1,0 +1,101 @@
+"""The pure role policy (CONTRACT section 6), every role x chat type x participation."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from bridge import policy
+from bridge.policy import ChatType, Role
+
+ROLES = [r.value for r in Role]
+TYPES = [t.value for t in ChatType]
+
+# (role, chat type) -> may see as a participant / as a non-participant. Written from the
+# contract's table, not from policy.RULES.
+SEES = {
+    ("student", "forum_subject"): (True, False),
+    ("student", "forum_tutor"): (True, False),
+    ("teacher", "forum_subject"): (True, False),
+    ("teacher", "forum_tutor"): (False, False),
+    ("tutor", "forum_subject"): (False, False),
+    ("tutor", "forum_tutor"): (True, False),
+    ("parent", "forum_subject"): (False, False),
+    ("parent", "forum_tutor"): (False, False),
+    ("admin", "forum_subject"): (True, True),
+    ("admin", "forum_tutor"): (True, True),
+}
+POSTERS = {"student", "teacher", "tutor"}
+
+CASES = list(itertools.product(ROLES, TYPES, [True, False]))
+
+
+def ident(case: tuple[str, str, bool]) -> str:
+    role, chat_type, member = case
+    return f"{role}-{chat_type}-{'member' if member else 'outsider'}"
+
+
+@pytest.mark.parametrize(("role", "chat_type", "member"), CASES, ids=map(ident, CASES))
+def test_can_view(role: str, chat_type: str, member: bool) -> None:
+    as_member, as_outsider = SEES[(role, chat_type)]
+    assert policy.can_view(role, chat_type, member) is (as_member if member else as_outsider)
+
+
+@pytest.mark.parametrize(("role", "chat_type", "member"), CASES, ids=map(ident, CASES))
+def test_can_post_only_participants_of_chats_they_see(
+    role: str, chat_type: str, member: bool
+) -> None:
+    want = role in POSTERS and member and SEES[(role, chat_type)][0]
+    assert policy.can_post(role, chat_type, member) is want
+
+
+@pytest.mark.parametrize(("role", "chat_type", "member"), CASES, ids=map(ident, CASES))
+def test_can_edit_only_own_messages_where_one_may_post(
+    role: str, chat_type: str, member: bool
+) -> None:
+    may_post = policy.can_post(role, chat_type, member)
+    assert policy.can_edit(role, chat_type, member, is_author=True) is may_post
+    assert policy.can_edit(role, chat_type, member, is_author=False) is False
+
+
+@pytest.mark.parametrize(("role", "chat_type", "member"), CASES, ids=map(ident, CASES))
+def test_can_delete_own_or_any_as_admin(role: str, chat_type: str, member: bool) -> None:
+    may_post = policy.can_post(role, chat_type, member)
+    admin = role == "admin"
+    assert policy.can_delete(role, chat_type, member, is_author=True) is (may_post or admin)
+    assert policy.can_delete(role, chat_type, member, is_author=False) is admin
+
+
+@pytest.mark.parametrize(("role", "chat_type", "member"), CASES, ids=map(ident, CASES))
+def test_read_marks_belong_to_participants_who_see_the_chat(
+    role: str, chat_type: str, member: bool
+) -> None:
+    want = member and SEES[(role, chat_type)][0]
+    assert policy.can_mark_read(role, chat_type, member) is want
+
+
+def test_admins_never_leave_read_marks_as_outsiders() -> None:
+    assert policy.can_mark_read("admin", "forum_subject", False) is False
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_scope_matches_can_view(role: str) -> None:
+    scope = policy.scope("u1", role)
+    assert scope.user_id == "u1"
+    for chat_type in TYPES:
+        as_member, as_outsider = SEES[(role, chat_type)]
+        assert (chat_type in scope.chat_types) is as_member
+        if chat_type in scope.chat_types:
+            assert scope.only_as_participant is (not as_outsider)
+    assert scope.empty is (role == "parent")
+
+
+@pytest.mark.parametrize("bad", ["superuser", "", "Student"])
+def test_unknown_roles_and_chat_types_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        policy.can_view(bad, "forum_subject", True)
+    with pytest.raises(ValueError):
+        policy.can_view("student", bad, True)
+    with pytest.raises(ValueError):
+        policy.scope("u1", bad)

@@ -1,0 +1,33 @@
+"""Waiting for background work in tests: poll a condition with a bounded wait, never sleep a
+fixed time and assert."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    condition: Callable[[], T | Awaitable[T]],
+    *,
+    within: float = 15.0,
+    every: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """The first truthy value of ``condition()`` (sync or async), polled for ``within`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last: Any = None
+    while True:
+        last = condition()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(every)

@@ -1,0 +1,40 @@
+"""Editing config.yaml under a running app applies auth at once (CONTRACT section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.config import load_config
+from handlers.app import create_app
+from store.db import Database
+
+
+async def test_new_service_token_applies_without_restart(
+    aiohttp_client: Any, config_data: dict[str, Any], database: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    config_data["auth"]["service_tokens"] = ["old-token"]
+    path.write_text(yaml.safe_dump(config_data))
+    client = await aiohttp_client(create_app(load_config(path), config_path=path, db=database))
+
+    async def status(token: str) -> int:
+        resp = await client.get(
+            "/api/v1/users/nobody", headers={"Authorization": f"Bearer {token}"}
+        )
+        return resp.status
+
+    assert await status("old-token") == 404  # authenticated; the user is unknown
+    assert await status("new-token") == 401
+
+    config_data["auth"]["service_tokens"] = ["new-token"]
+    path.write_text(yaml.safe_dump(config_data))
+    for _ in range(100):  # the file is polled every second
+        if await status("new-token") == 404:
+            break
+        await asyncio.sleep(0.1)
+    assert await status("new-token") == 404
+    assert await status("old-token") == 401

@@ -1,0 +1,224 @@
+"""Bot commands over webhooks: /help, /link CODE, /threads (CONTRACT section 8).
+
+Answers are queued as SEND_TEXT outbox jobs (the outbox worker sends them), addressed back where
+the command came from.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import update
+
+from store.db import Database
+from store.models import LinkCode
+from tests.fakes.webhooks import message_event
+from tests.handlers.webhook_kit import (
+    BOT_USER_ID,
+    TEACHER_PACHCA_ID,
+    Forum,
+    build_forum,
+    chat_messages,
+    counts,
+    deliver_ok,
+    map_thread,
+    next_message_id,
+    outbox_jobs,
+    pachca_section,
+    pachca_user_id,
+)
+from tests.world import World
+
+NEWCOMER_PACHCA_ID = 4001
+
+
+@pytest.fixture
+def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
+    config_data["pachca"] = pachca_section()
+    return config_data
+
+
+def direct(content: str, user_id: int = NEWCOMER_PACHCA_ID) -> dict[str, Any]:
+    """A message to the bot in a direct chat."""
+    return message_event(
+        id=next_message_id(),
+        entity_type="user",
+        entity_id=BOT_USER_ID,
+        chat_id=700_000 + user_id,
+        user_id=user_id,
+        content=content,
+    )
+
+
+async def answers(database: Database) -> list[dict[str, Any]]:
+    return [job["payload"] for job in await outbox_jobs(database, "send_text")]
+
+
+async def link_code(client: TestClient, world: World, user_id: str) -> str:
+    resp = await client.post(f"/api/v1/users/{user_id}/link-code", headers=world.service)
+    assert resp.status == 201
+    return (await resp.json())["code"]
+
+
+async def test_help_in_a_direct_chat_is_answered_there(
+    client: TestClient, database: Database
+) -> None:
+    await deliver_ok(client, direct("/help"))
+    [answer] = await answers(database)
+    assert answer["entity_type"] == "user"
+    assert answer["entity_id"] == NEWCOMER_PACHCA_ID
+    for command in ("/link", "/threads", "/help"):
+        assert command in answer["content"]
+
+
+async def test_unknown_command_is_answered_with_help(
+    client: TestClient, database: Database
+) -> None:
+    await deliver_ok(client, direct("/start"))
+    [answer] = await answers(database)
+    assert "/start" in answer["content"]
+    assert "/link" in answer["content"]
+
+
+async def test_link_with_a_good_code_ties_the_account_and_adds_the_teacher_to_threads(
+    client: TestClient, world: World, database: Database
+) -> None:
+    teacher = await world.user("teacher", name="Nina Newcomer")
+    student = await world.user("student")
+    enrolled = await world.enroll(student, teacher)
+    # Another platform user held this Pachca account before: it moves to its new owner.
+    previous = await world.user("teacher", pachca_user_id=NEWCOMER_PACHCA_ID)
+    before = len(await outbox_jobs(database, "add_member"))
+
+    code = await link_code(client, world, teacher)
+    await deliver_ok(client, direct(f"/link {code.lower()}"))
+
+    assert await pachca_user_id(database, teacher) == NEWCOMER_PACHCA_ID
+    assert await pachca_user_id(database, previous) is None
+    [answer] = await answers(database)
+    assert answer == {
+        "entity_type": "user",
+        "entity_id": NEWCOMER_PACHCA_ID,
+        "content": "Done: your Pachca account is now linked to Nina Newcomer.",
+    }
+    added = (await outbox_jobs(database, "add_member"))[before:]
+    assert [job["payload"] for job in added] == [
+        {"chat_id": enrolled.subject_chat["id"], "user_id": teacher}
+    ]
+
+
+async def test_link_redelivered_is_answered_once(
+    client: TestClient, world: World, database: Database
+) -> None:
+    teacher = await world.user("teacher")
+    body = direct(f"/link {await link_code(client, world, teacher)}")
+    for _ in range(3):
+        await deliver_ok(client, {**body})
+    [answer] = await answers(database)
+    assert answer["content"].startswith("Done")
+
+
+async def test_link_with_a_reused_code_is_refused(
+    client: TestClient, world: World, database: Database
+) -> None:
+    teacher = await world.user("teacher")
+    code = await link_code(client, world, teacher)
+    await deliver_ok(client, direct(f"/link {code}"))
+    await deliver_ok(client, direct(f"/link {code}", user_id=NEWCOMER_PACHCA_ID + 1))
+    assert await pachca_user_id(database, teacher) == NEWCOMER_PACHCA_ID
+    first, second = await answers(database)
+    assert first["content"].startswith("Done")
+    assert "already been used" in second["content"]
+    assert second["entity_id"] == NEWCOMER_PACHCA_ID + 1
+
+
+async def test_link_with_an_expired_code_is_refused(
+    client: TestClient, world: World, database: Database
+) -> None:
+    teacher = await world.user("teacher")
+    code = await link_code(client, world, teacher)
+    async with database.write() as conn:
+        await conn.execute(
+            update(LinkCode.__table__)
+            .where(LinkCode.__table__.c.code == code)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    await deliver_ok(client, direct(f"/link {code}"))
+    assert await pachca_user_id(database, teacher) is None
+    [answer] = await answers(database)
+    assert "expired" in answer["content"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("/link NOSUCHCODE", "not valid"), ("/link", "Usage: /link CODE")],
+)
+async def test_link_with_an_unknown_or_missing_code_is_explained(
+    client: TestClient, database: Database, content: str, expected: str
+) -> None:
+    await deliver_ok(client, direct(content))
+    [answer] = await answers(database)
+    assert expected in answer["content"]
+
+
+async def test_threads_lists_the_senders_open_threads_with_links(
+    client: TestClient, world: World, database: Database
+) -> None:
+    forum = await build_forum(world, database)
+    other_student = await world.user("student", name="Second Student")
+    second = await world.enroll(other_student, forum.teacher, subject=("sci", "Science"))
+    _, second_thread_chat = await map_thread(database, second.subject_chat["id"])
+    unmapped_student = await world.user("student")
+    await world.enroll(unmapped_student, forum.teacher)  # no Pachca thread yet: not listed
+
+    await deliver_ok(client, direct("/threads", user_id=TEACHER_PACHCA_ID))
+    [answer] = await answers(database)
+    text = answer["content"]
+    assert f"https://app.pachca.com/chats/{forum.thread_chat_id}" in text
+    assert f"https://app.pachca.com/chats/{second_thread_chat}" in text
+    assert "Science · Second Student" in text
+    assert text.count("https://app.pachca.com/chats/") == 2
+    # The tutor thread is the tutor's, not the teacher's.
+    assert str(forum.tutor_thread_chat_id) not in text
+
+
+async def test_threads_from_an_unlinked_user_asks_to_link(
+    client: TestClient, database: Database
+) -> None:
+    await deliver_ok(client, direct("/threads"))
+    [answer] = await answers(database)
+    assert "/link CODE" in answer["content"]
+
+
+async def test_command_in_a_forum_thread_is_answered_there_and_not_relayed(
+    client: TestClient, world: World, database: Database
+) -> None:
+    forum: Forum = await build_forum(world, database)
+    await deliver_ok(client, forum.teacher_says("/threads"))
+    [answer] = await answers(database)
+    assert answer["entity_type"] == "thread"
+    assert answer["entity_id"] == forum.thread_id
+    assert f"https://app.pachca.com/chats/{forum.thread_chat_id}" in answer["content"]
+    [job] = await outbox_jobs(database, "send_text")
+    assert job["chat_id"] == forum.subject_chat
+    assert await chat_messages(world, forum.student, forum.subject_chat) == []
+
+
+async def test_the_bots_own_answer_coming_back_is_not_a_command(
+    client: TestClient, database: Database
+) -> None:
+    # Even with the bot's id unknown, an echoed answer cannot trigger another answer.
+    from handlers.keys import SERVICES
+
+    live = client.app[SERVICES].rt.live
+    live.current = live.current.model_copy(
+        update={"pachca": live.current.pachca.model_copy(update={"bot_user_id": None})}
+    )
+    await deliver_ok(client, direct("/help"))
+    [answer] = await answers(database)
+    before = await counts(database)
+    await deliver_ok(client, direct(answer["content"], user_id=BOT_USER_ID))
+    assert (await counts(database))["outbox"] == before["outbox"]

@@ -1,0 +1,120 @@
+"""The raw-driver write path of a web message: same rows as Core would write, all or nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from store import forum, migrate, users
+from store.db import Database
+from store.hotpath import Conflict, HotPath
+from store.models import Chat, Event, Message, OutboxJob
+
+NOW = datetime(2026, 11, 25, 8, 30, 15, 123456, tzinfo=UTC)
+
+
+async def seed(db: Database) -> int:
+    await migrate.upgrade(db)
+    async with db.write() as conn:
+        for uid, role in (("s", "student"), ("t", "teacher")):
+            await users.upsert_user(
+                conn,
+                {
+                    "id": uid,
+                    "role": role,
+                    "name": uid,
+                    "email": None,
+                    "pachca_user_id": None,
+                    "tutor_id": None,
+                    "children": None,
+                },
+                NOW,
+            )
+        await forum.insert_enrollment(
+            conn,
+            {
+                "id": "e",
+                "student_id": "s",
+                "teacher_id": "t",
+                "subject_id": "m",
+                "subject_name": "M",
+                "active": True,
+                "created_at": NOW,
+                "updated_at": NOW,
+            },
+        )
+        return await forum.insert_chat(
+            conn,
+            {
+                "enrollment_id": "e",
+                "type": "forum_subject",
+                "title": "t",
+                "subject_id": "m",
+                "subject_name": "M",
+                "is_active": True,
+                "created_at": NOW,
+                "last_activity_at": NOW,
+            },
+        )
+
+
+def post(chat_id: int, client_id: str | None = None) -> tuple[dict, dict, dict]:
+    message = {
+        "chat_id": chat_id,
+        "sender_id": "s",
+        "content": "Привет 👋\n\t",
+        "created_at": NOW,
+        "reply_to_id": None,
+        "source": "web",
+        "client_id": client_id,
+    }
+    outbox = {
+        "chat_id": chat_id,
+        "kind": "post_message",
+        "payload": {},
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": NOW,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    event = {"chat_id": chat_id, "type": "message.created", "audience": None, "created_at": NOW}
+    return message, outbox, event
+
+
+async def count(db: Database, model: type) -> int:
+    async with db.read() as conn:
+        return (await conn.execute(select(func.count()).select_from(model.__table__))).scalar_one()
+
+
+async def test_write_stores_what_core_reads_back(database: Database) -> None:
+    chat_id = await seed(database)
+    message_id, event_id = await HotPath(database).write_post(
+        *post(chat_id), payload_for=lambda mid: f'{{"id":{mid}}}'
+    )
+    async with database.read() as conn:
+        msg = (await conn.execute(select(Message.__table__))).mappings().one()
+        chat = (await conn.execute(select(Chat.__table__))).mappings().one()
+        job = (await conn.execute(select(OutboxJob.__table__))).mappings().one()
+        event = (await conn.execute(select(Event.__table__))).mappings().one()
+    assert msg["id"] == message_id and msg["content"] == "Привет 👋\n\t"
+    assert msg["created_at"] == NOW
+    assert (chat["last_message_id"], chat["last_activity_at"]) == (message_id, NOW)
+    assert job["payload"] == {"message_id": message_id} and job["kind"] == "post_message"
+    assert job["next_attempt_at"] == NOW
+    assert event["id"] == event_id and event["payload"] == f'{{"id":{message_id}}}'
+
+
+async def test_constraint_failure_writes_nothing(database: Database) -> None:
+    chat_id = await seed(database)
+    writer = HotPath(database)
+    await writer.write_post(*post(chat_id, client_id="c1"), payload_for=lambda _: "{}")
+    with pytest.raises(Conflict):
+        await writer.write_post(*post(chat_id, client_id="c1"), payload_for=lambda _: "{}")
+    with pytest.raises(Conflict):  # the chat is gone
+        await writer.write_post(*post(chat_id + 1000), payload_for=lambda _: "{}")
+    assert await count(database, Message) == 1
+    assert await count(database, OutboxJob) == 1
+    assert await count(database, Event) == 1
