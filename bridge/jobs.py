@@ -4,7 +4,9 @@
   waiting and run again;
 - pruning: done outbox jobs after ``done_retention_s``; webhook delivery keys and feed events
   older than ``feed.history_retention_s`` (a ``since`` before them then gets a reset);
-- the outbox depth gauge of /metrics.
+- the outbox depth gauge of /metrics;
+- missed-webhook recovery: Pachca's saved event history (bridge/recovery.py) is read and
+  processed, when Pachca is configured. Events already handled are duplicates by their key.
 
 Every instance runs these; each is an idempotent statement, so doing it twice is harmless.
 """
@@ -18,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bridge import recovery
 from bridge.metrics import Metrics
+from bridge.recovery import RecoveryReport
 from bridge.runtime import Runtime, utcnow
 from store import deliveries as delivery_store
 from store import log as event_store
@@ -34,6 +38,7 @@ class MaintenanceTuning:
     depth_every_s: float = 15.0
     first_run_after_s: float = 10.0  # prune and count soon after start, then on schedule
     done_retention_s: float = 86_400.0  # done outbox jobs are kept this long for inspection
+    recover_every_s: float = 300.0  # read Pachca's saved webhook history this often
 
 
 class Maintenance:
@@ -70,6 +75,12 @@ class Maintenance:
             log.info("pruned old rows", **removed)
         return removed
 
+    async def recover_webhooks(self) -> RecoveryReport | None:
+        client = self.rt.pachca.current()
+        if client is None:
+            return None  # Pachca disabled or without a token: nothing to read
+        return await recovery.recover_webhooks(self.rt, client, metrics=self.metrics)
+
     async def refresh_depth(self) -> dict[str, int]:
         async with self.rt.db.read() as conn:
             counts = await outbox_store.depth(conn)
@@ -88,6 +99,7 @@ class Maintenance:
             (self.expire_leases, t.leases_every_s, None),
             (self.prune, t.prune_every_s, soon),
             (self.refresh_depth, t.depth_every_s, soon),
+            (self.recover_webhooks, t.recover_every_s, soon),
         ]
         for job, every_s, first in plan:
             scheduler.add_job(

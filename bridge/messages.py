@@ -61,6 +61,7 @@ class MessageWriter:
             message, event = await self._insert(who, access, body)
         except Conflict:
             return await self._after_conflict(who, access, body)
+        self.rt.jobs_queued()
         await self.rt.publish([event])
         return Posted(message, created=True)
 

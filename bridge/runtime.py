@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,6 +31,9 @@ class Runtime:
     hot: HotPath = field(init=False)
     # The Pachca API client for the config in force (None while disabled).
     pachca: PachcaClients = field(init=False)
+    # Called after a commit that queued outbox jobs outside Core (store/hotpath.py), which the
+    # worker's commit hook cannot see; the app wires it to the outbox worker.
+    jobs_queued: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
         self.events = EventLog(self.db)

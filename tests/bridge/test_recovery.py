@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 from aiohttp.test_utils import TestClient
 
 from bot.client import PachcaClient
 from bridge.cli import main
 from bridge.recovery import recover_webhooks
+from handlers.background import MAINTENANCE
 from handlers.keys import METRICS, SERVICES
 from store.db import Database
 from tests.fakes import (
@@ -208,3 +210,26 @@ async def test_cli_recover_webhooks_without_a_token_fails(tmp_path: Path) -> Non
         yaml.safe_dump({"database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"}})
     )
     assert await asyncio.to_thread(main, ["recover-webhooks", "--config", str(path)]) == 2
+
+
+async def test_the_running_service_recovers_the_history_on_schedule(
+    client: TestClient, world: World, fake_pachca: FakePachca, forum: Forum
+) -> None:
+    """The scheduled job reads the history with the service's own Pachca client."""
+    missed(fake_pachca, forum, "missed while down")
+    live = client.app[SERVICES].rt.live  # Pachca switched on, as a config reload would
+    pachca = live.current.pachca.model_copy(
+        update={
+            "enabled": True,
+            "api_url": fake_pachca.base_url,
+            "token": SecretStr(FAKE_PACHCA_TOKEN),
+        }
+    )
+    live.current = live.current.model_copy(update={"pachca": pachca})
+
+    report = await client.app[MAINTENANCE].recover_webhooks()
+
+    assert report is not None and report.error is None
+    messages = await chat_messages(world, forum.student, forum.subject_chat)
+    assert [m["content"] for m in messages] == ["missed while down"]
+    assert fake_pachca.webhook_events == []

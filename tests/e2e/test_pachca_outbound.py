@@ -570,3 +570,18 @@ async def test_new_jobs_wake_the_worker_without_waiting_for_its_poll(
 
     await eventually(lambda: pachca_id_of(database, message["id"]), within=10, what="posted")
     assert fake_pachca.violations == []
+
+
+async def test_a_web_post_into_an_open_thread_wakes_the_worker(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    # Web posts are written on the raw hot path, past the commit hook: the service itself
+    # must wake the worker, or the message would wait for the (here endless) poll.
+    _, world = await start(OutboxTuning(poll_s=600, backoff_base_s=0.02, stop_grace_s=0.3))
+    student, _, chat = await enrolled_pair(world, pachca_user_id=TEACHER_PACHCA_ID)
+    await eventually(lambda: thread_open(database, chat["id"]), within=10, what="thread open")
+    await eventually(lambda: all_done(database), within=10, what="idle worker")
+
+    message = await world.post(student, chat["id"], "after the thread is open")
+
+    await eventually(lambda: pachca_id_of(database, message["id"]), within=10, what="posted")
