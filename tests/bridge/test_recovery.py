@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import SecretStr
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 from bot.client import PachcaClient
 from bridge.cli import main
