@@ -105,14 +105,9 @@ class Database:
         path = self.url.database
         if not path or path == ":memory:":
             return
-        conn = await asyncio.to_thread(sqlite3.connect, path, check_same_thread=False)
-        try:
-            while True:
-                await asyncio.sleep(every_s)
-                # PASSIVE never blocks the writer or readers; it copies what it can.
-                await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
+        while True:
+            await asyncio.sleep(every_s)
+            await asyncio.to_thread(_checkpoint, path)
 
     async def lock_event_log(self, conn: AsyncConnection) -> None:
         """Take the event-log lock for the rest of this transaction (PostgreSQL only).
@@ -136,6 +131,17 @@ class Database:
                 await self._checkpointer
             self._checkpointer = None
         await self.engine.dispose()
+
+
+def _checkpoint(path: str) -> None:
+    """One passive checkpoint on a connection of its own, opened and closed in the same
+    thread: a cancelled caller never leaves a connection shared between two threads."""
+    conn = sqlite3.connect(path)
+    try:
+        # PASSIVE never blocks the writer or readers; it copies what it can.
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        conn.close()
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

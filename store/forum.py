@@ -6,11 +6,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     RowMapping,
+    Select,
     and_,
     bindparam,
     delete,
@@ -198,16 +200,19 @@ async def chat_by_thread_chat(conn: AsyncConnection, thread_chat_id: int) -> Row
 
 def visible_chats(flt: ChatFilter) -> ColumnElement[bool]:
     """The WHERE clause of the chats a viewer may see."""
-    if not flt.chat_types:
+    return _visible(tuple(sorted(flt.chat_types)), flt.only_as_participant, flt.viewer_id)
+
+
+def _visible(
+    chat_types: tuple[str, ...], only_as_participant: bool, viewer: Any
+) -> ColumnElement[bool]:
+    if not chat_types:
         return false()
-    clause = chats.c.type.in_(sorted(flt.chat_types))
-    if flt.only_as_participant:
+    clause = chats.c.type.in_(chat_types)
+    if only_as_participant:
         clause = and_(
             clause,
-            exists().where(
-                participants.c.chat_id == chats.c.id,
-                participants.c.user_id == flt.viewer_id,
-            ),
+            exists().where(participants.c.chat_id == chats.c.id, participants.c.user_id == viewer),
         )
     return clause
 
@@ -217,26 +222,21 @@ async def visible_chat_ids(conn: AsyncConnection, flt: ChatFilter) -> list[int]:
     return list(rows.scalars())
 
 
-async def load_chats(
-    conn: AsyncConnection,
-    viewer_id: str,
-    *,
-    flt: ChatFilter | None = None,
-    chat_ids: Iterable[int] | None = None,
-    enrollment_id: str | None = None,
-) -> list[ChatRecord]:
-    """Chats with participants, last message and the viewer's unread count: two queries.
-
-    Ordered by newest activity first. Filters combine: the policy's filter, explicit ids, an
-    enrollment.
-    """
+@cache
+def _chat_list(
+    chat_types: tuple[str, ...] | None, only_as_participant: bool, by_ids: bool, by_enrollment: bool
+) -> Select[Any]:
+    """The chat list statement for one shape of filter, built once (building it per request
+    cost more than running it). Values come as bind parameters: viewer, chat_ids,
+    enrollment_id."""
+    viewer_id = bindparam("viewer")
     conditions: list[ColumnElement[bool]] = [true()]
-    if flt is not None:
-        conditions.append(visible_chats(flt))
-    if chat_ids is not None:
-        conditions.append(chats.c.id.in_(list(chat_ids)))
-    if enrollment_id is not None:
-        conditions.append(chats.c.enrollment_id == enrollment_id)
+    if chat_types is not None:
+        conditions.append(_visible(chat_types, only_as_participant, viewer_id))
+    if by_ids:
+        conditions.append(chats.c.id.in_(bindparam("chat_ids", expanding=True)))
+    if by_enrollment:
+        conditions.append(chats.c.enrollment_id == bindparam("enrollment_id"))
 
     last = messages.alias("last")
     sender = users.alias("sender")
@@ -252,7 +252,7 @@ async def load_chats(
         )
         .scalar_subquery()
     )
-    stmt = (
+    return (
         select(
             chats,
             unread.label("unread_count"),
@@ -266,9 +266,50 @@ async def load_chats(
         .where(*conditions)
         .order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
     )
+
+
+_PEOPLE = (  # the participants of a set of chats, built once
+    select(
+        participants.c.chat_id,
+        participants.c.role,
+        participants.c.last_read_message_id,
+        users.c.id,
+        users.c.name,
+        users.c.role.label("user_role"),
+    )
+    .join(users, users.c.id == participants.c.user_id)
+    .where(participants.c.chat_id.in_(bindparam("chat_ids", expanding=True)))
+    .order_by(participants.c.chat_id, participants.c.role, users.c.id)
+)
+
+
+async def load_chats(
+    conn: AsyncConnection,
+    viewer_id: str,
+    *,
+    flt: ChatFilter | None = None,
+    chat_ids: Iterable[int] | None = None,
+    enrollment_id: str | None = None,
+) -> list[ChatRecord]:
+    """Chats with participants, last message and the viewer's unread count: two queries.
+
+    Ordered by newest activity first. Filters combine: the policy's filter, explicit ids, an
+    enrollment.
+    """
+    stmt = _chat_list(
+        tuple(sorted(flt.chat_types)) if flt is not None else None,
+        flt.only_as_participant if flt is not None else False,
+        chat_ids is not None,
+        enrollment_id is not None,
+    )
+    params: dict[str, Any] = {"viewer": viewer_id}
+    if chat_ids is not None:
+        params["chat_ids"] = list(chat_ids)
+    if enrollment_id is not None:
+        params["enrollment_id"] = enrollment_id
     records: list[ChatRecord] = []
     by_id: dict[int, ChatRecord] = {}
-    for row in (await conn.execute(stmt)).mappings():
+    for row in (await conn.execute(stmt, params)).mappings():
         record = ChatRecord(chat=row, unread_count=row["unread_count"])
         if row["m_id"] is not None:
             record.last_message = row
@@ -277,19 +318,7 @@ async def load_chats(
     if not records:
         return records
 
-    people = await conn.execute(
-        select(
-            participants.c.chat_id,
-            participants.c.role,
-            participants.c.last_read_message_id,
-            users.c.id,
-            users.c.name,
-            users.c.role.label("user_role"),
-        )
-        .join(users, users.c.id == participants.c.user_id)
-        .where(participants.c.chat_id.in_(list(by_id)))
-        .order_by(participants.c.chat_id, participants.c.role, users.c.id)
-    )
+    people = await conn.execute(_PEOPLE, {"chat_ids": list(by_id)})
     grouped: dict[int, list[RowMapping]] = defaultdict(list)
     for p in people.mappings():
         grouped[p["chat_id"]].append(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, true, update
+from sqlalchemy import RowMapping, Select, bindparam, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.models import Message, User
@@ -91,16 +91,31 @@ async def page(
     The page's ids are outer-joined to the one-row count, so an empty page (an empty chat,
     an offset past the end) still carries the total and costs no second query.
     """
-    live = (messages.c.chat_id == chat_id) & messages.c.deleted_at.is_(None)
+    params: dict[str, Any] = {"chat_id": chat_id, "limit": limit}
+    if before_id is None:
+        params["offset"] = offset
+    else:
+        params["before_id"] = before_id
+    stmt = _PAGE_BEFORE if before_id is not None else _PAGE
+    rows = list((await conn.execute(stmt, params)).mappings())
+    return [r for r in rows if r["id"] is not None], rows[0]["total"]
+
+
+def _page_statement(before: bool) -> Select[Any]:
+    live = (messages.c.chat_id == bindparam("chat_id")) & messages.c.deleted_at.is_(None)
     total = select(func.count().label("total")).select_from(messages).where(live).subquery("n")
     ids = select(messages.c.id.label("page_id")).where(live)
-    if before_id is None:
-        ids = ids.order_by(messages.c.id).limit(limit).offset(offset)
+    if not before:
+        ids = ids.order_by(messages.c.id).limit(bindparam("limit")).offset(bindparam("offset"))
     else:
         # The `limit` messages just before before_id: the newest of those, then oldest first.
-        ids = ids.where(messages.c.id < before_id).order_by(messages.c.id.desc()).limit(limit)
+        ids = (
+            ids.where(messages.c.id < bindparam("before_id"))
+            .order_by(messages.c.id.desc())
+            .limit(bindparam("limit"))
+        )
     page_ids = ids.subquery("p")
-    stmt = (
+    return (
         select(
             total.c.total,
             messages,
@@ -114,5 +129,8 @@ async def page(
         )
         .order_by(messages.c.id)
     )
-    rows = list((await conn.execute(stmt)).mappings())
-    return [r for r in rows if r["id"] is not None], rows[0]["total"]
+
+
+# Built once: building them per request cost more than running them.
+_PAGE = _page_statement(before=False)
+_PAGE_BEFORE = _page_statement(before=True)
