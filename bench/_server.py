@@ -35,6 +35,7 @@ class Server:
         url = os.environ.get("BRIDGE_BENCH_DATABASE_URL") or (
             f"sqlite+aiosqlite:///{Path(self.dir.name) / 'bench.db'}"
         )
+        self.database_url = url
         config: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": self.port},
             "database": {"url": url},

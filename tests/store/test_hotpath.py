@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -118,3 +119,29 @@ async def test_constraint_failure_writes_nothing(database: Database) -> None:
     assert await count(database, Message) == 1
     assert await count(database, OutboxJob) == 1
     assert await count(database, Event) == 1
+
+
+async def test_concurrent_posts_commit_together_and_a_refused_one_spares_the_rest(
+    database: Database,
+) -> None:
+    chat_id = await seed(database)
+    writer = HotPath(database)
+    posts = [post(chat_id, client_id=f"c{i}") for i in range(20)]
+    posts.append(post(chat_id, client_id="c7"))  # the same client_id again: refused
+
+    results = await asyncio.gather(
+        *(writer.write_post(*p, payload_for=lambda mid: f'{{"id":{mid}}}') for p in posts),
+        return_exceptions=True,
+    )
+
+    refused = [r for r in results if isinstance(r, Conflict)]
+    written = [r for r in results if not isinstance(r, BaseException)]
+    assert len(refused) == 1 and len(written) == 20
+    assert len({m for m, _ in written}) == 20 and len({e for _, e in written}) == 20
+    assert await count(database, Message) == 20
+    assert await count(database, OutboxJob) == 20
+    assert await count(database, Event) == 20
+    async with database.read() as conn:
+        events = (await conn.execute(select(Event.__table__))).mappings().all()
+    # Each event carries its own message's id.
+    assert {e["payload"] for e in events} == {f'{{"id":{m}}}' for m, _ in written}
