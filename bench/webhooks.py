@@ -67,8 +67,11 @@ async def map_threads(server: Server, pairs: list[dict[str, Any]]) -> None:
     headers = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
     async with aiohttp.ClientSession() as session:
         for i, pair in enumerate(pairs):
-            body = {"role": "teacher", "name": pair["teacher"],
-                    "pachca_user_id": TEACHER_PACHCA_BASE + i}
+            body = {
+                "role": "teacher",
+                "name": pair["teacher"],
+                "pachca_user_id": TEACHER_PACHCA_BASE + i,
+            }
             async with session.put(
                 f"{server.base}/api/v1/users/{pair['teacher']}", json=body, headers=headers
             ) as r:
@@ -104,8 +107,10 @@ async def run(events: int, concurrency: int, chats: int) -> None:
                     n = next(seq)
                     chat = n % chats
                     raw = webhook(n, chat, THREAD_CHAT_BASE + chat, TEACHER_PACHCA_BASE + chat)
-                    headers = {"Pachca-Signature": sign(raw, SECRET),
-                               "Content-Type": "application/json"}
+                    headers = {
+                        "Pachca-Signature": sign(raw, SECRET),
+                        "Content-Type": "application/json",
+                    }
                     started = time.perf_counter()
                     async with session.post(url, data=raw, headers=headers) as r:
                         await r.read()
