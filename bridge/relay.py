@@ -46,11 +46,12 @@ from bot.commands import parse_command
 from bot.events import MessageWebhookPayload, UnknownPayload, WebhookPayload, delivery_key
 from bridge import bot_commands, policy, views
 from bridge import events as ev
-from bridge.chats import load_access
+from bridge.chats import access_from_rows, load_access
 from bridge.runtime import Runtime, utcnow
 from store import deliveries, forum
 from store import messages as message_store
 from store import users as user_store
+from store.hotpath import Conflict
 
 log = structlog.get_logger("bridge.relay")
 
@@ -105,6 +106,10 @@ class Relay:
         if problem is not None:
             return Handled(Outcome.INVALID, problem)
         key = delivery_key(p)
+        if p.event == "new":
+            relayed = await self._relay_fast(p, key)
+            if relayed is not None:
+                return relayed
         try:
             return await self._apply(p, key)
         except IntegrityError:
@@ -127,6 +132,79 @@ class Relay:
         return result
 
     # --- new ---------------------------------------------------------------------------
+
+    async def _relay_fast(self, p: MessageWebhookPayload, key: str) -> Handled | None:
+        """The common case, a reply in a forum thread, on the raw hot path (store/hotpath.py):
+        reads outside the transaction, then one group-committed write of the delivery key,
+        message and event. Anything else (a command, a reply-to, an echo, a redelivery, a
+        drop) returns None and takes the general path below, which decides and logs it."""
+        if p.entity_type == "user" or p.parent_message_id is not None:
+            return None
+        hot = self.rt.hot
+        if await hot.pachca_message(p.id) is not None:
+            return None
+        rows = await hot.thread_access(p.chat_id)
+        if not rows or parse_command(p.content) is not None:
+            return None
+        user = await hot.pachca_user(p.user_id)
+        access = access_from_rows(rows)
+        if (
+            user is None
+            or not access.is_active
+            or not policy.can_post(user["role"], access.type, access.is_member(user["id"]))
+        ):
+            return None
+        now = utcnow()
+        content = _content(p)
+        created_at = min(p.created_at, now)  # Pachca's time, never in the future
+        message: dict[str, Any] = {
+            "id": 0,  # known once inserted
+            "chat_id": access.id,
+            "sender": views.person(user["id"], user["name"], user["role"]),
+            "content": content,
+            "created_at": views.iso(created_at),
+            "edited_at": None,
+            "reply_to_id": None,
+            "source": "pachca",
+            "read_by": [],
+        }
+        payload = b""
+
+        def payload_for(message_id: int) -> str:
+            nonlocal payload
+            message["id"] = message_id
+            payload = ev.encode(ev.MESSAGE_CREATED, access.id, {"message": message})
+            return payload.decode()
+
+        try:
+            _, event_id = await hot.write_post(
+                {
+                    "chat_id": access.id,
+                    "sender_id": user["id"],
+                    "content": content,
+                    "created_at": created_at,
+                    "source": "pachca",
+                    "pachca_message_id": p.id,
+                    "pachca_changed_at": p.changed_at,
+                },
+                None,
+                {
+                    "chat_id": access.id,
+                    "type": ev.MESSAGE_CREATED,
+                    "audience": None,
+                    "created_at": now,
+                },
+                payload_for,
+                delivery={"key": key, "received_at": now},
+                last_at=max(access.chat["last_activity_at"], created_at),
+            )
+        except Conflict:
+            return None  # a concurrent copy won; the general path names the outcome
+        event = ev.FeedEvent(
+            event_id, access.id, ev.MESSAGE_CREATED, ev.frame_from_log(event_id, payload)
+        )
+        await self.rt.publish([event])
+        return Handled(Outcome.ACCEPTED, "created", (event,))
 
     async def _new(self, conn: AsyncConnection, p: MessageWebhookPayload, now: datetime) -> Handled:
         existing = await message_store.by_pachca_id(conn, p.id)

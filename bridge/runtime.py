@@ -28,7 +28,6 @@ class Runtime:
     tokens: Tokens
     limiter: PostRateLimiter = field(default_factory=PostRateLimiter)
     events: EventLog = field(init=False)
-    hot: HotPath = field(init=False)
     # The Pachca API client for the config in force (None while disabled).
     pachca: PachcaClients = field(init=False)
     # Called after a commit that queued outbox jobs outside Core (store/hotpath.py), which the
@@ -37,8 +36,12 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.events = EventLog(self.db)
-        self.hot = hot_for(self.db)
         self.pachca = PachcaClients(self.live)
+
+    @property
+    def hot(self) -> HotPath:
+        """The raw-driver paths of the current database (store/hotpath.py)."""
+        return hot_for(self.db)
 
     async def publish(self, events: Sequence[FeedEvent]) -> None:
         """Hand committed events to the feed. Never called inside a transaction."""

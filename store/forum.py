@@ -179,7 +179,7 @@ async def chat_access(conn: AsyncConnection, chat_id: int) -> list[RowMapping]:
 
 
 # Built once: every chat request runs it (store/hotpath.py runs it raw on the POST path).
-CHAT_ACCESS = (
+CHAT_WITH_PARTICIPANTS = (
     select(
         chats,
         participants.c.user_id.label("p_user_id"),
@@ -189,8 +189,8 @@ CHAT_ACCESS = (
     )
     .outerjoin(participants, participants.c.chat_id == chats.c.id)
     .outerjoin(users, users.c.id == participants.c.user_id)
-    .where(chats.c.id == bindparam("chat_id"))
 )
+CHAT_ACCESS = CHAT_WITH_PARTICIPANTS.where(chats.c.id == bindparam("chat_id"))
 
 
 async def chat_by_thread_chat(conn: AsyncConnection, thread_chat_id: int) -> RowMapping | None:

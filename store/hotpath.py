@@ -18,13 +18,22 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import asyncpg
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from store.db import EVENT_LOG_LOCK, Database
-from store.forum import CHAT_ACCESS
-from store.models import Chat, Event, Message, OutboxJob
+from store.forum import CHAT_ACCESS, CHAT_WITH_PARTICIPANTS
+from store.models import (
+    Chat,
+    Event,
+    Message,
+    OutboxJob,
+    Participant,
+    User,
+    WebhookDelivery,
+)
 from store.users import GET_USER
 
 
@@ -79,12 +88,33 @@ def _insert(table: Any, columns: list[str], returning: bool) -> Executable:
 
 
 _messages, _chats = Message.__table__, Chat.__table__
+_users, _participants = User.__table__, Participant.__table__
 _STATEMENTS: dict[str, Executable] = {
     "user": GET_USER,
     "access": CHAT_ACCESS,
+    # The relay's reads: a Pachca message, a thread's forum chat, a Pachca account's user.
+    "pachca_message": select(_messages.c.id, _messages.c.source, _messages.c.deleted_at).where(
+        _messages.c.pachca_message_id == bindparam("pachca_id")
+    ),
+    "thread_access": CHAT_WITH_PARTICIPANTS.where(
+        _chats.c.pachca_thread_chat_id == bindparam("thread")
+    ),
+    "pachca_user": select(_users).where(_users.c.pachca_user_id == bindparam("pachca_user")),
+    "delivery": _insert(WebhookDelivery.__table__, ["key", "received_at"], returning=False),
     "message": _insert(
         _messages,
-        ["chat_id", "sender_id", "content", "created_at", "reply_to_id", "source", "client_id"],
+        [
+            "chat_id",
+            "sender_id",
+            "content",
+            "created_at",
+            "edited_at",
+            "reply_to_id",
+            "source",
+            "client_id",
+            "pachca_message_id",
+            "pachca_changed_at",
+        ],
         returning=True,
     ),
     "last": update(_chats)
@@ -149,8 +179,9 @@ class _Postgres:
 
 
 class HotPath:
-    """The POST path: authenticate, check the chat, then write the message, its outbox job
-    and its feed event in one transaction."""
+    """The paths every web message and every relayed Pachca message take: authenticate,
+    check the chat, then write the message, its outbox job or delivery key, and its feed
+    event in one transaction."""
 
     def __init__(self, db: Database):
         self.db = db
@@ -180,43 +211,75 @@ class HotPath:
         async with self._plain() as tx:
             return await tx.rows(self.prepared["access"], {"chat_id": chat_id})
 
+    async def pachca_message(self, pachca_id: int) -> dict[str, Any] | None:
+        """The forum message mirroring a Pachca message (id, source, deleted_at), if any."""
+        async with self._plain() as tx:
+            rows = await tx.rows(self.prepared["pachca_message"], {"pachca_id": pachca_id})
+        return rows[0] if rows else None
+
+    async def thread_access(self, thread_chat_id: int) -> list[dict[str, Any]]:
+        """store.forum.chat_access rows of the forum chat a Pachca thread mirrors."""
+        async with self._plain() as tx:
+            return await tx.rows(self.prepared["thread_access"], {"thread": thread_chat_id})
+
+    async def pachca_user(self, pachca_user_id: int) -> dict[str, Any] | None:
+        async with self._plain() as tx:
+            rows = await tx.rows(self.prepared["pachca_user"], {"pachca_user": pachca_user_id})
+        return rows[0] if rows else None
+
     async def write_post(
         self,
         message: dict[str, Any],
-        outbox: dict[str, Any],
+        outbox: dict[str, Any] | None,
         event: dict[str, Any],
         payload_for: Callable[[int], str],
+        *,
+        delivery: dict[str, Any] | None = None,
+        last_at: Any = None,
     ) -> tuple[int, int]:
-        """Insert the message, move the chat's last message, enqueue the outbox job (its
-        payload gets ``message_id``) and append the event whose serialised payload
-        ``payload_for(message_id)`` returns, all in one transaction, committed before this
-        returns. Returns (message id, event id); Conflict when a constraint refused it."""
-        post = _Post(message, outbox, event, payload_for)
-        if self.db.is_sqlite:
-            return await self._group_commit(post)
+        """Insert the message, move the chat's last message (to ``last_at``, else the
+        message's time), enqueue the outbox job (its payload gets ``message_id``), record the
+        webhook ``delivery`` key, and append the event whose serialised payload
+        ``payload_for(message_id)`` returns: one transaction, committed before this returns.
+        Returns (message id, event id); Conflict when a constraint refused it (a repeated
+        client_id, delivery key or Pachca message id)."""
+        post = _Post(
+            {**_MESSAGE_DEFAULTS, **message},
+            outbox,
+            event,
+            payload_for,
+            delivery,
+            last_at if last_at is not None else message["created_at"],
+        )
         try:
+            if self.db.is_sqlite:
+                return await self._group_commit(post)
             async with self.db.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
                 async with driver.transaction():  # type: ignore[union-attr]
                     return await self._write(_Postgres(driver), post)
-        except Exception as exc:
+        except (sqlite3.Error, asyncpg.PostgresError) as exc:
             if _is_constraint_error(exc):
                 raise Conflict(type(exc).__name__) from exc
-            raise
+            # Callers treat database trouble alike, whichever path met it.
+            raise OperationalError("hot path write", None, exc) from exc
 
     async def _write(self, tx: _Sqlite | _Postgres, post: _Post) -> tuple[int, int]:
         p = self.prepared
+        if post.delivery is not None:
+            await tx.run(p["delivery"], _params(post.delivery))
         message_id = await tx.value(p["message"], _params(post.message))
         await tx.run(
             p["last"],
             {
                 "p_chat_id": post.message["chat_id"],
                 "p_message_id": message_id,
-                "p_at": post.message["created_at"],
+                "p_at": post.last_at,
             },
         )
-        job = {**post.outbox, "payload": {**post.outbox["payload"], "message_id": message_id}}
-        await tx.run(p["outbox"], _params(job))
+        if post.outbox is not None:
+            payload = {**post.outbox["payload"], "message_id": message_id}
+            await tx.run(p["outbox"], _params({**post.outbox, "payload": payload}))
         await tx.lock_event_log()
         payload = post.payload_for(message_id)
         event_id = await tx.value(p["event"], _params({**post.event, "payload": payload}))
@@ -278,12 +341,23 @@ class HotPath:
         return results
 
 
+_MESSAGE_DEFAULTS = {
+    "edited_at": None,
+    "reply_to_id": None,
+    "client_id": None,
+    "pachca_message_id": None,
+    "pachca_changed_at": None,
+}
+
+
 @dataclass(slots=True)
 class _Post:
     message: dict[str, Any]
-    outbox: dict[str, Any]
+    outbox: dict[str, Any] | None
     event: dict[str, Any]
     payload_for: Callable[[int], str]
+    delivery: dict[str, Any] | None
+    last_at: Any
     done: asyncio.Future[tuple[int, int]] | None = None
 
 

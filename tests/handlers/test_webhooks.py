@@ -3,6 +3,7 @@ size, transient failures and metrics (CONTRACT section 8)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -244,6 +245,30 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
 async def test_database_failure_is_503_and_leaves_nothing_half_written(
     client: TestClient, world: World, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A plain reply takes the raw hot path (store/hotpath.py)."""
+    forum = await build_forum(world, database)
+    before = await counts(database)
+    hot = client.app[SERVICES].rt.hot
+    # The event insert fails after the delivery key and the message row were written.
+    broken = dataclasses.replace(hot.prepared["event"], sql="INSERT INTO no_such_table VALUES (1)")
+
+    body = forum.teacher_says("Must not be lost")
+    with monkeypatch.context() as patch:
+        patch.setitem(hot.prepared, "event", broken)
+        resp = await deliver(client, body)
+    assert resp.status == 503
+    assert resp.headers["Retry-After"]
+    assert await counts(database) == before
+    # Pachca delivers again once the database is back: processed once, as if the first time.
+    await deliver_ok(client, body)
+    messages = await chat_messages(world, forum.student, forum.subject_chat)
+    assert [m["content"] for m in messages] == ["Must not be lost"]
+
+
+async def test_database_failure_on_the_general_path_is_503_too(
+    client: TestClient, world: World, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit of a message never seen is relayed as new, through Core statements."""
     forum = await build_forum(world, database)
     before = await counts(database)
     rt = client.app[SERVICES].rt
@@ -252,14 +277,12 @@ async def test_database_failure_is_503_and_leaves_nothing_half_written(
         # Fails after the delivery key and the message row were written in the transaction.
         raise OperationalError("INSERT INTO events", {}, ConnectionResetError())
 
-    body = forum.teacher_says("Must not be lost")
+    body = forum.teacher_says("Must not be lost", event="update")
     with monkeypatch.context() as patch:
         patch.setattr(rt.events, "append", broken_append)
         resp = await deliver(client, body)
     assert resp.status == 503
-    assert resp.headers["Retry-After"]
     assert await counts(database) == before
-    # Pachca delivers again once the database is back: processed once, as if the first time.
     await deliver_ok(client, body)
     messages = await chat_messages(world, forum.student, forum.subject_chat)
     assert [m["content"] for m in messages] == ["Must not be lost"]
