@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,18 @@ class FeedEvent:
     # Explicit recipients (besides admins); None means whoever may see the chat.
     audience: frozenset[str] | None = None
     chat: ChatMeta | None = None
+
+
+def event_from_log(row: Mapping[str, Any], chat: ChatMeta | None = None) -> FeedEvent:
+    """A stored event row as the feed carries it."""
+    return FeedEvent(
+        row["id"],
+        row["chat_id"],
+        row["type"],
+        frame_from_log(row["id"], row["payload"]),
+        parse_audience(row["audience"]),
+        chat,
+    )
 
 
 def frame_from_log(event_id: int, payload: str | bytes) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.events import FeedEvent, frame_from_log, parse_audience
+from bridge.events import FeedEvent, event_from_log, frame_from_log
 from bridge.runtime import Runtime
 from store import log
 
@@ -31,13 +31,4 @@ class History:
             rows = await log.after(
                 conn, since, limit=limit, chat_ids=chat_ids, audience_member=user_id
             )
-        return [
-            FeedEvent(
-                r["id"],
-                r["chat_id"],
-                r["type"],
-                frame_from_log(r["id"], r["payload"]),
-                parse_audience(r["audience"]),
-            )
-            for r in rows
-        ]
+        return [event_from_log(r) for r in rows]

@@ -4,6 +4,7 @@ the change, its feed event and its outbox job, published after commit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bridge import events as ev
@@ -33,6 +34,53 @@ def check_content(content: str) -> None:
         raise InvalidContent(f"content must be at most {MAX_CONTENT_CHARS} characters")
     if "\x00" in content:  # PostgreSQL text cannot hold it; refused on SQLite alike
         raise InvalidContent("content must not contain NUL characters")
+
+
+async def write_new_message(
+    rt: Runtime,
+    row: dict[str, Any],
+    sender: dict[str, Any],
+    now: datetime,
+    *,
+    outbox: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
+    last_at: datetime | None = None,
+) -> tuple[dict[str, Any], ev.FeedEvent]:
+    """Store a new message (``row``: its columns) with its ``message.created`` event, and an
+    outbox job or a webhook delivery key, in one transaction on the hot path
+    (store/hotpath.py says why). Returns the message object and the event to publish; raises
+    Conflict when a constraint refused it."""
+    chat_id = row["chat_id"]
+    message: dict[str, Any] = {
+        "id": 0,  # known once inserted
+        "chat_id": chat_id,
+        "sender": sender,
+        "content": row["content"],
+        "created_at": views.iso(row["created_at"]),
+        "edited_at": None,
+        "reply_to_id": row.get("reply_to_id"),
+        "source": row["source"],
+        "read_by": [],
+    }
+    payload = b""
+
+    def payload_for(message_id: int) -> str:
+        # Serialised once, inside the transaction, when the id is known.
+        nonlocal payload
+        message["id"] = message_id
+        payload = ev.encode(ev.MESSAGE_CREATED, chat_id, {"message": message})
+        return payload.decode()
+
+    _, event_id = await rt.hot.write_post(
+        row,
+        outbox,
+        {"chat_id": chat_id, "type": ev.MESSAGE_CREATED, "audience": None, "created_at": now},
+        payload_for,
+        delivery=delivery,
+        last_at=last_at,
+    )
+    frame = ev.frame_from_log(event_id, payload)
+    return message, ev.FeedEvent(event_id, chat_id, ev.MESSAGE_CREATED, frame)
 
 
 class MessageWriter:
@@ -73,28 +121,8 @@ class MessageWriter:
             async with self.rt.db.read() as conn:
                 if not await message_store.is_live_in_chat(conn, body.reply_to_id, access.id):
                     raise InvalidRequest("reply_to_id must name a message of this chat")
-        message: dict[str, Any] = {
-            "id": 0,  # known once inserted
-            "chat_id": access.id,
-            "sender": views.person(who.id, who.name, who.role),
-            "content": body.content,
-            "created_at": views.iso(now),
-            "edited_at": None,
-            "reply_to_id": body.reply_to_id,
-            "source": "web",
-            "read_by": [],
-        }
-        payload = b""
-
-        def payload_for(message_id: int) -> str:
-            nonlocal payload
-            message["id"] = message_id
-            payload = ev.encode(ev.MESSAGE_CREATED, access.id, {"message": message})
-            return payload.decode()
-
-        # The hot path: message, chat's last message, outbox job and event in one
-        # transaction on the raw driver (store/hotpath.py says why).
-        _message_id, event_id = await self.rt.hot.write_post(
+        return await write_new_message(
+            self.rt,
             {
                 "chat_id": access.id,
                 "sender_id": who.id,
@@ -104,14 +132,10 @@ class MessageWriter:
                 "source": "web",
                 "client_id": body.client_id,
             },
-            outbox_store.new_job(POST_MESSAGE, {}, chat_id=access.id, now=now),
-            {"chat_id": access.id, "type": ev.MESSAGE_CREATED, "audience": None, "created_at": now},
-            payload_for,
+            views.person(who.id, who.name, who.role),
+            now,
+            outbox=outbox_store.new_job(POST_MESSAGE, {}, chat_id=access.id, now=now),
         )
-        event = ev.FeedEvent(
-            event_id, access.id, ev.MESSAGE_CREATED, ev.frame_from_log(event_id, payload)
-        )
-        return message, event
 
     async def _after_conflict(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
         """The insert hit a constraint: a concurrent post with the same client_id won the

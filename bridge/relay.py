@@ -47,6 +47,7 @@ from bot.events import MessageWebhookPayload, UnknownPayload, WebhookPayload, de
 from bridge import bot_commands, policy, views
 from bridge import events as ev
 from bridge.chats import access_from_rows, load_access
+from bridge.messages import write_new_message
 from bridge.runtime import Runtime, utcnow
 from store import deliveries, forum
 from store import messages as message_store
@@ -155,54 +156,26 @@ class Relay:
         ):
             return None
         now = utcnow()
-        content = _content(p)
         created_at = min(p.created_at, now)  # Pachca's time, never in the future
-        message: dict[str, Any] = {
-            "id": 0,  # known once inserted
-            "chat_id": access.id,
-            "sender": views.person(user["id"], user["name"], user["role"]),
-            "content": content,
-            "created_at": views.iso(created_at),
-            "edited_at": None,
-            "reply_to_id": None,
-            "source": "pachca",
-            "read_by": [],
-        }
-        payload = b""
-
-        def payload_for(message_id: int) -> str:
-            nonlocal payload
-            message["id"] = message_id
-            payload = ev.encode(ev.MESSAGE_CREATED, access.id, {"message": message})
-            return payload.decode()
-
         try:
-            _, event_id = await hot.write_post(
+            _, event = await write_new_message(
+                self.rt,
                 {
                     "chat_id": access.id,
                     "sender_id": user["id"],
-                    "content": content,
+                    "content": _content(p),
                     "created_at": created_at,
                     "source": "pachca",
                     "pachca_message_id": p.id,
                     "pachca_changed_at": p.changed_at,
                 },
-                None,
-                {
-                    "chat_id": access.id,
-                    "type": ev.MESSAGE_CREATED,
-                    "audience": None,
-                    "created_at": now,
-                },
-                payload_for,
+                views.person(user["id"], user["name"], user["role"]),
+                now,
                 delivery={"key": key, "received_at": now},
                 last_at=max(access.chat["last_activity_at"], created_at),
             )
         except Conflict:
             return None  # a concurrent copy won; the general path names the outcome
-        event = ev.FeedEvent(
-            event_id, access.id, ev.MESSAGE_CREATED, ev.frame_from_log(event_id, payload)
-        )
         await self.rt.publish([event])
         return Handled(Outcome.ACCEPTED, "created", (event,))
 

@@ -21,8 +21,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge.events import CHAT_CREATED, CHAT_UPDATED, ChatMeta, FeedEvent, frame_from_log
-from bridge.events import parse_audience as _parse_audience
+from bridge.events import CHAT_CREATED, CHAT_UPDATED, ChatMeta, FeedEvent, event_from_log
 from store import forum, log
 from store.db import Database
 
@@ -49,13 +48,8 @@ async def load_events(
             conn, {r["chat_id"] for r in rows if r["type"] in (CHAT_CREATED, CHAT_UPDATED)}
         )
     return [
-        FeedEvent(
-            r["id"],
-            r["chat_id"],
-            r["type"],
-            frame_from_log(r["id"], r["payload"]),
-            _parse_audience(r["audience"]),
-            metas.get(r["chat_id"]) if r["type"] in (CHAT_CREATED, CHAT_UPDATED) else None,
+        event_from_log(
+            r, metas.get(r["chat_id"]) if r["type"] in (CHAT_CREATED, CHAT_UPDATED) else None
         )
         for r in rows
     ]
