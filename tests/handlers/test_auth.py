@@ -17,15 +17,8 @@ from aiohttp.test_utils import TestClient
 from bridge.config import parse_config
 from handlers.app import create_app
 from tests.conftest import JWT_SECRET, SERVICE_TOKEN
+from tests.contract import expect_error
 from tests.world import World
-
-
-async def expect_error(resp: Any, status: int, code: str) -> None:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 def b64(data: bytes) -> str:

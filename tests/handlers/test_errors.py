@@ -10,26 +10,17 @@ from aiohttp.test_utils import TestClient
 from bridge.config import parse_config
 from handlers.app import create_app
 from store.db import Database
+from tests.contract import expect_error
 from tests.world import World
 
 
-async def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/json"
-    body = await resp.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body
-
-
 async def test_unknown_route_is_404_json(client: TestClient) -> None:
-    await assert_error(await client.get("/no/such/thing"), 404, "not_found")
+    await expect_error(await client.get("/no/such/thing"), 404, "not_found")
 
 
 async def test_wrong_method_is_405_json(client: TestClient) -> None:
     resp = await client.delete("/api/v1/chats")
-    await assert_error(resp, 405, "method_not_allowed")
+    await expect_error(resp, 405, "method_not_allowed")
     assert "GET" in resp.headers["Allow"]
 
 
@@ -42,8 +33,8 @@ async def test_body_over_the_limit_is_413_and_nothing_is_written(
     resp = await client.put(
         "/api/v1/users/big", json={"role": "student", "name": "x" * 5000}, headers=world.service
     )
-    await assert_error(resp, 413, "payload_too_large")
-    await assert_error(
+    await expect_error(resp, 413, "payload_too_large")
+    await expect_error(
         await client.get("/api/v1/users/big", headers=world.service), 404, "not_found"
     )
 
@@ -54,7 +45,7 @@ async def test_malformed_json_is_400(client: TestClient, world: World) -> None:
         data=b"{not json",
         headers={**world.service, "Content-Type": "application/json"},
     )
-    await assert_error(resp, 400, "invalid_request")
+    await expect_error(resp, 400, "invalid_request")
 
 
 async def test_unexpected_failure_is_500_json_without_traceback(
@@ -68,6 +59,6 @@ async def test_unexpected_failure_is_500_json_without_traceback(
     app.router.add_get("/boom", boom)
     client = await aiohttp_client(app)
     resp = await client.get("/boom")
-    body = await assert_error(resp, 500, "internal_error")
+    body = await expect_error(resp, 500, "internal_error")
     assert "secret internals" not in body["error"]["message"]
     assert "Traceback" not in await resp.text()

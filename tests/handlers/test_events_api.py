@@ -8,15 +8,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.contract import expect_error
 from tests.world import World, unique
-
-
-async def expect_error(resp: Any, status: int, code: str) -> None:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 async def events(client: TestClient, world: World, **params: Any) -> dict[str, Any]:

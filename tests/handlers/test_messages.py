@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.contract import expect_error
 from tests.world import Enrolled, World
 
 MESSAGE_KEYS = {
@@ -46,15 +47,6 @@ async def pair(world: World) -> Pair:
     student = await world.user("student", name="Анна Студентова")
     teacher = await world.user("teacher", name="Pavel Teacher")
     return Pair(student, teacher, await world.enroll(student, teacher))
-
-
-async def expect_error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body
 
 
 async def page(

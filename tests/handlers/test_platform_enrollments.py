@@ -9,27 +9,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.contract import CHAT_KEYS, expect_error
 from tests.world import World, unique
-
-CHAT_KEYS = {
-    "id",
-    "type",
-    "title",
-    "enrollment_id",
-    "subject",
-    "is_active",
-    "participants",
-    "last_message",
-    "unread_count",
-}
-
-
-async def expect_error(resp: Any, status: int, code: str) -> None:
-    assert resp.status == status, await resp.text()
-    body = await resp.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 async def all_events(client: TestClient, world: World) -> list[dict[str, Any]]:
