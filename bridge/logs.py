@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -23,8 +23,9 @@ def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure(fmt: str = "auto", level: str = "info") -> None:
-    json_lines = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    json_lines = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines
@@ -44,7 +45,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     # Library loggers (aiohttp, alembic, apscheduler) go through the standard module.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -39,12 +40,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         route = route_name(request)
         request.app[METRICS].requests.labels(route, str(status)).inc()
         # The path only: a query string may carry a token (the WebSocket feed's ?token=).
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            route=route,
-            status=status,
-            ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        # A log sink that fails (a closed stderr) must not fail the request it describes.
+        with contextlib.suppress(OSError, ValueError):
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                route=route,
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
         structlog.contextvars.unbind_contextvars("request_id")
