@@ -8,6 +8,7 @@ from bridge.outbox_admin import OutboxAdmin
 from handlers.auth import service_only
 from handlers.body import int_param, path_int
 from handlers.keys import SERVICES
+from handlers.responses import json_response
 
 routes = web.RouteTableDef()
 OUTBOX_ADMIN = web.AppKey("outbox_admin", OutboxAdmin)
@@ -21,14 +22,14 @@ async def list_outbox(request: web.Request) -> web.Response:
         limit=int_param(request, "limit", 100),
         after_id=int_param(request, "after_id", 0),
     )
-    return web.json_response(result)
+    return json_response(result)
 
 
 @routes.post("/api/v1/admin/outbox/{job_id}/retry")
 @service_only
 async def retry_job(request: web.Request) -> web.Response:
     result = await request.app[OUTBOX_ADMIN].retry(path_int(request, "job_id"))
-    return web.json_response(result)
+    return json_response(result)
 
 
 def setup(app: web.Application) -> None:

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 
 from bridge.errors import DomainError, RateLimited
+from handlers.responses import json_response
 
 log = structlog.get_logger("bridge.http")
 
@@ -27,7 +28,7 @@ _HTTP_CODES = {
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"error": {"code": code, "message": message}}, status=status, headers=headers or None
     )
 

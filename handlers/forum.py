@@ -8,6 +8,7 @@ from bridge.inputs import MessageEdit, NewMessage, ReadMark
 from handlers.auth import principal, user_only
 from handlers.body import int_param, path_int, read_model
 from handlers.keys import SERVICES
+from handlers.responses import json_response
 
 routes = web.RouteTableDef()
 
@@ -16,7 +17,7 @@ routes = web.RouteTableDef()
 @user_only
 async def list_chats(request: web.Request) -> web.Response:
     chats = await request.app[SERVICES].chats.list_chats(principal(request))
-    return web.json_response({"chats": chats})
+    return json_response({"chats": chats})
 
 
 @routes.get("/api/v1/chats/{chat_id}")
@@ -24,7 +25,7 @@ async def list_chats(request: web.Request) -> web.Response:
 async def get_chat(request: web.Request) -> web.Response:
     chat_id = path_int(request, "chat_id")
     chat = await request.app[SERVICES].chats.get_chat(principal(request), chat_id)
-    return web.json_response({"chat": chat})
+    return json_response({"chat": chat})
 
 
 @routes.get("/api/v1/chats/{chat_id}/messages")
@@ -39,7 +40,7 @@ async def list_messages(request: web.Request) -> web.Response:
         # Not an integer: 0, which names no message and is rejected (absent stays None).
         before_id=int_param(request, "before_id", None, invalid=0),
     )
-    return web.json_response(page)
+    return json_response(page)
 
 
 @routes.post("/api/v1/chats/{chat_id}/messages")
@@ -50,7 +51,7 @@ async def post_message(request: web.Request) -> web.Response:
     access = await services.messages.access_for_posting(who, path_int(request, "chat_id"))
     body = await read_model(request, NewMessage)
     posted = await services.messages.post(who, access, body)
-    return web.json_response({"message": posted.message}, status=201 if posted.created else 200)
+    return json_response({"message": posted.message}, status=201 if posted.created else 200)
 
 
 @routes.patch("/api/v1/messages/{message_id}")
@@ -62,7 +63,7 @@ async def edit_message(request: web.Request) -> web.Response:
     )
     body = await read_model(request, MessageEdit)
     message = await services.messages.edit(row, access, body)
-    return web.json_response({"message": message})
+    return json_response({"message": message})
 
 
 @routes.delete("/api/v1/messages/{message_id}")

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from handlers.keys import METRICS, SERVICES
+from handlers.responses import json_response
 from store import migrate
 
 routes = web.RouteTableDef()
@@ -16,7 +17,7 @@ READY_TIMEOUT_S = 2.0
 
 @routes.get("/healthz")
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
@@ -26,12 +27,12 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(READY_TIMEOUT_S):
             current = await migrate.is_current(db)
     except Exception:
-        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+        return json_response({"status": "unavailable", "database": "unreachable"}, status=503)
     if not current:
-        return web.json_response(
+        return json_response(
             {"status": "unavailable", "database": "schema not current"}, status=503
         )
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/metrics")

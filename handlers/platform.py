@@ -9,6 +9,7 @@ from bridge.inputs import EnrollmentIn, UserIn
 from handlers.auth import service_only
 from handlers.body import int_param, path_id, read_model
 from handlers.keys import SERVICES
+from handlers.responses import json_response
 
 routes = web.RouteTableDef()
 
@@ -19,21 +20,21 @@ async def put_user(request: web.Request) -> web.Response:
     body = await read_model(request, UserIn)
     user_id = path_id(request, "user_id", creating=True)
     user = await request.app[SERVICES].users.upsert(user_id, body)
-    return web.json_response({"user": user})
+    return json_response({"user": user})
 
 
 @routes.get("/api/v1/users/{user_id}")
 @service_only
 async def get_user(request: web.Request) -> web.Response:
     user = await request.app[SERVICES].users.get(path_id(request, "user_id"))
-    return web.json_response({"user": user})
+    return json_response({"user": user})
 
 
 @routes.post("/api/v1/users/{user_id}/link-code")
 @service_only
 async def post_link_code(request: web.Request) -> web.Response:
     code = await request.app[SERVICES].users.new_link_code(path_id(request, "user_id"))
-    return web.json_response(code, status=201)
+    return json_response(code, status=201)
 
 
 @routes.put("/api/v1/enrollments/{enrollment_id}")
@@ -43,14 +44,14 @@ async def put_enrollment(request: web.Request) -> web.Response:
     result = await request.app[SERVICES].enrollments.upsert(
         path_id(request, "enrollment_id", creating=True), body
     )
-    return web.json_response(result)
+    return json_response(result)
 
 
 @routes.get("/api/v1/enrollments/{enrollment_id}")
 @service_only
 async def get_enrollment(request: web.Request) -> web.Response:
     result = await request.app[SERVICES].enrollments.get(path_id(request, "enrollment_id"))
-    return web.json_response(result)
+    return json_response(result)
 
 
 @routes.delete("/api/v1/enrollments/{enrollment_id}")

@@ -35,6 +35,7 @@ from bridge.config import PachcaConfig
 from bridge.relay import TRANSIENT_ERRORS, Relay
 from handlers.errors import error_response
 from handlers.keys import METRICS, SERVICES
+from handlers.responses import json_response
 
 log = structlog.get_logger("bridge.webhooks")
 
@@ -164,7 +165,7 @@ async def receive(request: web.Request) -> web.Response:
         # Signed by Pachca but not what the spec describes: a retry would be no better.
         count.labels("invalid").inc()
         log.warning("invalid webhook acknowledged", problem=str(exc), webhook_type=exc.type)
-        return web.json_response(OK)
+        return json_response(OK)
     try:
         result = await app[RELAY].handle(payload)
     except TRANSIENT_ERRORS as exc:
@@ -178,7 +179,7 @@ async def receive(request: web.Request) -> web.Response:
             **{"Retry-After": RETRY_AFTER_S},
         )
     count.labels(result.outcome.value).inc()
-    return web.json_response(OK)
+    return json_response(OK)
 
 
 def setup(app: web.Application) -> None:
