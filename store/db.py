@@ -120,10 +120,6 @@ class Database:
         if not self.is_sqlite:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK})
 
-    async def ping(self) -> None:
-        async with self.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-
     async def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.cancel()

@@ -128,10 +128,6 @@ async def update_chats(conn: AsyncConnection, chat_ids: list[int], values: dict[
         await conn.execute(update(chats).where(chats.c.id.in_(chat_ids)).values(**values))
 
 
-async def delete_chat(conn: AsyncConnection, chat_id: int) -> None:
-    await conn.execute(delete(chats).where(chats.c.id == chat_id))
-
-
 async def participant_ids(conn: AsyncConnection, chat_id: int) -> dict[str, str]:
     """user id -> role in the chat."""
     rows = await conn.execute(

@@ -35,12 +35,6 @@ async def get_message(conn: AsyncConnection, message_id: int) -> RowMapping | No
     return rows.mappings().first()
 
 
-async def get_any_message(conn: AsyncConnection, message_id: int) -> RowMapping | None:
-    """A message even when deleted (the outbox still has to delete its Pachca copy)."""
-    rows = await conn.execute(select(messages).where(messages.c.id == message_id))
-    return rows.mappings().first()
-
-
 async def by_client_id(conn: AsyncConnection, sender_id: str, client_id: str) -> RowMapping | None:
     rows = await conn.execute(
         _with_sender.where(messages.c.sender_id == sender_id, messages.c.client_id == client_id)

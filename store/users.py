@@ -68,11 +68,6 @@ async def set_pachca_user_id(conn: AsyncConnection, user_id: str, pachca_user_id
     )
 
 
-async def students_of_tutor(conn: AsyncConnection, tutor_id: str) -> list[str]:
-    rows = await conn.execute(select(users.c.id).where(users.c.tutor_id == tutor_id))
-    return list(rows.scalars())
-
-
 async def add_link_code(
     conn: AsyncConnection, code: str, user_id: str, expires_at: datetime
 ) -> None:
