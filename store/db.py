@@ -78,7 +78,12 @@ class Database:
                 async with self.engine.connect() as conn:
                     driver = (await conn.get_raw_connection()).driver_connection
                     self._sqlite = driver.sqlite  # type: ignore[union-attr]
-            yield self._sqlite
+            try:
+                yield self._sqlite
+            except sqlite3.ProgrammingError:
+                # The pool replaced the connection (closed after an error): look it up anew.
+                self._sqlite = None
+                raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from store import forum, migrate, users
 from store.db import Database
@@ -145,3 +146,20 @@ async def test_concurrent_posts_commit_together_and_a_refused_one_spares_the_res
         events = (await conn.execute(select(Event.__table__))).mappings().all()
     # Each event carries its own message's id.
     assert {e["payload"] for e in events} == {f'{{"id":{m}}}' for m, _ in written}
+
+
+async def test_a_replaced_connection_is_looked_up_again(database: Database) -> None:
+    if not database.is_sqlite:
+        pytest.skip("SQLite's single shared connection only")
+    chat_id = await seed(database)
+    writer = HotPath(database)
+    await writer.write_post(*post(chat_id), payload_for=lambda _: "{}")
+    # The pool drops its connection (as after a disk error) and opens a new one.
+    async with database.sqlite_turn() as raw:
+        raw.close()
+    with pytest.raises(OperationalError):
+        await writer.write_post(*post(chat_id), payload_for=lambda _: "{}")
+    await database.engine.dispose()
+
+    await writer.write_post(*post(chat_id), payload_for=lambda _: "{}")
+    assert await count(database, Message) == 2
