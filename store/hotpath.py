@@ -197,8 +197,8 @@ class HotPath:
             async with self.db.sqlite_turn() as raw:
                 yield _Sqlite(raw)
             return
-        async with self.db.connect() as conn:
-            yield _Postgres((await conn.get_raw_connection()).driver_connection)
+        async with self.db.pg_connection() as conn:
+            yield _Postgres(conn)
 
     async def user(self, user_id: str) -> dict[str, Any] | None:
         """A user row (as store.users.get_user), for authenticating every request."""
@@ -254,10 +254,8 @@ class HotPath:
         try:
             if self.db.is_sqlite:
                 return await self._group_commit(post)
-            async with self.db.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                async with driver.transaction():  # type: ignore[union-attr]
-                    return await self._write(_Postgres(driver), post)
+            async with self.db.pg_connection() as conn, conn.transaction():
+                return await self._write(_Postgres(conn), post)
         except (sqlite3.Error, asyncpg.PostgresError) as exc:
             if _is_constraint_error(exc):
                 raise Conflict(type(exc).__name__) from exc

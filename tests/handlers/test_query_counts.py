@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -66,7 +67,10 @@ class Statements:
 
 @pytest.fixture
 async def statements(
-    database: Database, count_queries: Callable[[], Any], client: TestClient
+    database: Database,
+    count_queries: Callable[[], Any],
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Statements]:
     counter = Statements(database, count_queries())
     sync_engine = database.engine.sync_engine
@@ -83,7 +87,20 @@ async def statements(
     def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         dbapi_connection.driver_connection.add_query_logger(counter.pg_logged)
 
+    # The hot path's own asyncpg pool (store/db.py pg_connection) is logged as well.
+    plain_pool = database.pg_connection
+
+    @asynccontextmanager
+    async def logged_pg_connection() -> AsyncIterator[Any]:
+        async with plain_pool() as conn:
+            conn.add_query_logger(counter.pg_logged)
+            try:
+                yield conn
+            finally:
+                conn.remove_query_logger(counter.pg_logged)
+
     event.listen(sync_engine, "checkout", on_checkout)
+    monkeypatch.setattr(database, "pg_connection", logged_pg_connection)
     yield counter
     event.remove(sync_engine, "checkout", on_checkout)
 
