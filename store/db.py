@@ -159,9 +159,10 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
-        if self._pg_pool is not None:
-            await self._pg_pool.close()
-            self._pg_pool = None
+        async with self._pg_pool_lock:  # a pool being created now is closed too
+            pool, self._pg_pool = self._pg_pool, None
+        if pool is not None:
+            await pool.close()
         await self.engine.dispose()
 
 
