@@ -58,6 +58,8 @@ class Database:
         self._pool_size = int(engine_kwargs.get("pool_size", 10))
         self._pg_pool: asyncpg.Pool | None = None
         self._pg_pool_lock = asyncio.Lock()
+        # store/hotpath.py keeps its compiled statements here (one set per database).
+        self.hot_path: Any = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import asyncpg
 from sqlalchemy import bindparam, select, update
@@ -367,12 +366,8 @@ def _is_constraint_error(exc: Exception) -> bool:
     return isinstance(exc, (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError))
 
 
-_instances: WeakKeyDictionary[Database, HotPath] = WeakKeyDictionary()
-
-
 def hot_for(db: Database) -> HotPath:
     """The database's HotPath (statements are compiled once per database)."""
-    hot = _instances.get(db)
-    if hot is None:
-        hot = _instances[db] = HotPath(db)
-    return hot
+    if not isinstance(db.hot_path, HotPath):
+        db.hot_path = HotPath(db)
+    return db.hot_path
