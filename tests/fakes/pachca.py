@@ -311,10 +311,8 @@ class FakePachca:
         method: str | None = None,
         path: str | None = None,
     ) -> None:
-        """Delay the answer. Without `after_handling` a client that gives up before the delay
-        ends leaves the request unapplied; one that waits gets it applied. With
-        `after_handling` the request is applied first and only the response is late: a client
-        that times out does not know its message was created."""
+        """Delay the answer. With `after_handling` the request is applied first and only the
+        response is late: a client that times out does not know its message was created."""
         self._faults.append(
             _Fault(n, method, path, delay=seconds, delay_after_handling=after_handling)
         )
@@ -478,10 +476,6 @@ class FakePachca:
             fault.remaining -= 1
             if not fault.delay_after_handling:
                 await self._sleep(fault.delay)
-                if request.transport is None or request.transport.is_closing():
-                    # The client gave up waiting: the hung request is not applied (aiohttp
-                    # would otherwise run the handler for nobody and create a duplicate).
-                    return _api_error(504, "timeout", "the client went away")
             if fault.respond is not None:
                 return fault.respond()
         if errors:
