@@ -63,3 +63,14 @@ async def test_requests_log_one_json_line_each_without_secrets(
     assert requests[0]["request_id"] == "req-1" and requests[0]["status"] == 200
     assert requests[1]["status"] == 401 and requests[1]["request_id"] != "req-1"
     assert any(r["path"] == "/api/v1/ws" for r in requests)  # logged without its query string
+
+
+async def test_a_broken_log_sink_does_not_fail_requests(client: TestClient) -> None:
+    broken = io.StringIO()
+    broken.close()
+    logs.configure("json", "info", stream=broken)
+    try:
+        resp = await client.get("/healthz")
+        assert resp.status == 200
+    finally:
+        structlog.reset_defaults()
