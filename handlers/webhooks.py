@@ -4,7 +4,8 @@ Checks, in order, each answered before any work that depends on it:
 
 1. source address in ``pachca.allowed_ips`` (when set) - else 403. The address is the direct
    peer's, or, when the peer is one of ``pachca.trusted_proxies``, the nearest address in
-   ``X-Forwarded-For`` that is not a trusted proxy. Entries may be addresses or networks.
+   ``X-Forwarded-For`` (every line of it, in order) that is not a trusted proxy. Entries may
+   be addresses or networks.
 2. body size within ``server.max_body_bytes`` - else 413.
 3. ``Pachca-Signature`` over the raw bytes with any of the configured signing secrets - else
    401 (a list of secrets allows rotation; none configured fails closed).
@@ -107,7 +108,10 @@ class Settings:
     def source_allowed(self, request: web.Request) -> bool:
         if not self.config.allowed_ips:
             return True
-        addr = self.client_address(request.remote, request.headers.get("X-Forwarded-For"))
+        # Every line, in order, as one list: a proxy may add a line of its own instead of
+        # appending to the client's, and the client writes whatever it likes in the first.
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
+        addr = self.client_address(request.remote, forwarded)
         return _within(addr, self.allowed)
 
 
