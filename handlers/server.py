@@ -5,8 +5,8 @@ aiohttp's ``run_app`` accepts every connection it is offered. A client that open
 and sends nothing (or half a request) can then use up the process's file descriptors: accept()
 fails with EMFILE over and over (asyncio logs each failure), and the database, Redis and
 Pachca connections fail with it. So connections are counted here, and past the cap a new one
-is closed as soon as it is accepted; one log line says the cap was reached, and one that it
-is accepting again.
+is closed as soon as it is accepted; one log line says the cap was reached, and one, once a
+tenth of the slots are free again, how many were refused meanwhile.
 
 Deadlines, which free what a slow or silent client holds:
 - the request head (request line and headers): aiohttp's keep-alive timer runs from the moment
@@ -75,9 +75,14 @@ class ConnectionCap:
         return self.open >= self.limit
 
     def admit(self) -> bool:
+        """Count one more connection if there is room; else count it as refused."""
         if self.open < self.limit:
             self.open += 1
             return True
+        self.refuse()
+        return False
+
+    def refuse(self) -> None:
         self._refused += 1
         self._on_refused()
         if not self._full:
@@ -86,13 +91,12 @@ class ConnectionCap:
                 "connection cap reached: new connections are closed until some end",
                 max_connections=self.limit,
             )
-        return False
 
     def release(self) -> None:
         self.open -= 1
         if self._full and self.open <= self._resume_at:
             log.info(
-                "accepting connections again",
+                "connections back under the cap",
                 open=self.open,
                 max_connections=self.limit,
                 refused=self._refused,
@@ -108,7 +112,7 @@ class _Refused(asyncio.Protocol):
         self._cap = cap
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._cap.admit()  # False: counts and logs the refusal
+        self._cap.refuse()  # even if a slot freed meanwhile: this protocol cannot serve
         transport.close()
 
 

@@ -107,7 +107,7 @@ def open_count(service: Service) -> int:
 
 
 def cap_lines(logs: list[dict[str, Any]]) -> list[str]:
-    wanted = ("connection cap reached", "accepting connections again")
+    wanted = ("connection cap reached", "connections back under the cap")
     return [e["event"].split(":")[0] for e in logs if e["event"].startswith(wanted)]
 
 
@@ -126,7 +126,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once_and_logged_once(
             # A slot frees: new connections are served again, and the log says so.
             await held.pop().close()
             await eventually(lambda: served(service.port), what="served again")
-            assert cap_lines(logs) == ["connection cap reached", "accepting connections again"]
+            assert cap_lines(logs) == ["connection cap reached", "connections back under the cap"]
 
             # A new episode gets its own line.
             await eventually(lambda: open_count(service) == 2, what="the probe's slot freed")
