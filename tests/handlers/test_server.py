@@ -194,6 +194,7 @@ async def test_stop_finishes_requests_in_flight_and_closes_sockets_with_1001(
         async with aiohttp.ClientSession() as session:
             token = await user_token(session, base)
             ws = await session.ws_connect(f"{base}/api/v1/ws?token={token}")
+            await asyncio.wait_for(ready(ws), GIVE_UP_S)
             pending = asyncio.create_task(session.get(f"{base}/test-slow"))
             await asyncio.wait_for(entered.wait(), GIVE_UP_S)
 
@@ -211,6 +212,12 @@ async def test_stop_finishes_requests_in_flight_and_closes_sockets_with_1001(
     finally:
         release.set()
         await (stopping if stopping is not None else service.stop())
+
+
+async def ready(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Wait for the feed's "ready" frame: from then on the socket is the hub's to close."""
+    while (await ws.receive_json()).get("type") != "ready":
+        pass
 
 
 async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -267,6 +274,7 @@ async def test_pachca_bridge_serve_stops_cleanly_on_a_signal(
             ws = await session.ws_connect(
                 f"{base}/api/v1/ws?token={await user_token(session, base)}"
             )
+            await asyncio.wait_for(ready(ws), GIVE_UP_S)
             proc.send_signal(sig)
             await asyncio.wait_for(closed_with(ws), GIVE_UP_S)
             assert ws.close_code == 1001
