@@ -229,6 +229,14 @@ class Service:
         self.site = _CappedSite(self.runner, self.server.host, self.server.port, protocol)
         await self.site.start()
         log.info("listening", url=self.site.name, max_connections=self.max_connections)
+        if self.max_connections > default_max_connections():
+            # Then accept() can still run out of descriptors before the cap is reached.
+            log.warning(
+                "server.max_connections is above what the file-descriptor limit leaves room "
+                "for; raise the limit (ulimit -n) or lower the cap",
+                max_connections=self.max_connections,
+                fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            )
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to shutdown_timeout_s), close

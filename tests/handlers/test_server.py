@@ -156,6 +156,19 @@ async def test_the_default_cap_is_below_the_file_descriptor_limit(
     assert default_max_connections(soft) < soft
 
 
+async def test_a_cap_above_the_descriptor_limit_is_warned_about(
+    database: Database, config_data: dict[str, Any]
+) -> None:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    server = {"host": "127.0.0.1", "port": 0, "max_connections": soft + 1}
+    config = parse_config({**config_data, "server": server})
+    with structlog.testing.capture_logs() as logs:
+        async with running(database, config):
+            pass
+    [warning] = [e for e in logs if e["event"].startswith("server.max_connections is above")]
+    assert warning["max_connections"] == soft + 1
+
+
 async def test_a_request_head_that_never_ends_is_dropped(
     database: Database, serving_config: Config
 ) -> None:
