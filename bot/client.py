@@ -317,15 +317,14 @@ class PachcaClient:
                 method=method,
                 path=path,
             ) from None
-        if content is None and response.is_success:
-            raise PachcaResponseTooLarge(
-                f"HTTP {response.status_code} with a body over {max_body_bytes} bytes",
-                method=method,
-                path=path,
-                status=response.status_code,
-            )
         if response.is_success:
-            assert content is not None
+            if content is None:
+                raise PachcaResponseTooLarge(
+                    f"HTTP {response.status_code} with a body over {max_body_bytes} bytes",
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                )
             return response, content
         # An oversized error body is dropped: the status still says what happened.
         raise self._error(response, content or b"", method, path)
