@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-SERVICE_TOKEN = "bench-service-token"
+SERVICE_TOKEN = "bench-service-token-of-32-characters"
 JWT_SECRET = "bench-jwt-secret-bench-jwt-secret-32"
 
 

@@ -3,13 +3,19 @@
 It sends one HTTP request per call and never retries: POSTs are not idempotent, so whether and
 when to retry is the caller's decision, informed by `PachcaError.retryable` and `.retry_after`.
 Every failure, including a garbled body, surfaces as a `PachcaError`.
+
+A hostile or broken server gets no further than a failed call: an answer is read as a stream
+and abandoned past `MAX_RESPONSE_BYTES` (never held whole), a whole call is bounded by the
+timeout, and `Retry-After` is capped at `MAX_RETRY_AFTER_S`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
+import zlib
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -33,6 +39,12 @@ from bot.models import (
 M = TypeVar("M", bound=BaseModel)
 
 _REDACTED = "***"
+# Pachca's API answers are small JSON documents; more than this is a broken or hostile server.
+# A file download (a later feature) reads with a cap of its own: see `read_capped`.
+MAX_RESPONSE_BYTES = 2 * 1024 * 1024
+# A Retry-After beyond this is not believed: one chat must not wait for ever.
+MAX_RETRY_AFTER_S = 3600.0
+_CHUNK = 64 * 1024
 
 
 class PachcaError(Exception):
@@ -78,6 +90,16 @@ class PachcaConnectionError(PachcaError):
     """The connection failed or broke. The request may have been applied if it was sent."""
 
 
+class PachcaResponseTooLarge(PachcaError):
+    """The answer was longer than the cap; reading stopped there."""
+
+    @property
+    def retryable(self) -> bool:
+        # Whatever the status: a proxy's or Pachca's passing fault as far as we can tell, and
+        # the outbox's attempts bound how often it is tried.
+        return True
+
+
 class PachcaBadResponse(PachcaError):
     """A 2xx answer whose body is not the documented shape."""
 
@@ -102,9 +124,16 @@ class PachcaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._token = token
+        self._timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                # Compressed answers are decoded here under the cap (see read_capped); asking
+                # for none keeps the common case a plain copy.
+                "Accept-Encoding": "identity",
+            },
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
@@ -221,9 +250,9 @@ class PachcaClient:
         body: BaseModel | None = None,
         params: dict[str, str | int] | None = None,
     ) -> M:
-        response = await self._send(method, path, body=body, params=params)
+        response, content = await self._send(method, path, body=body, params=params)
         try:
-            raw = response.json()
+            raw = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise PachcaBadResponse(
                 f"HTTP {response.status_code} with a non-JSON body",
@@ -252,11 +281,30 @@ class PachcaClient:
         *,
         body: BaseModel | None = None,
         params: dict[str, str | int] | None = None,
-    ) -> httpx.Response:
+        max_body_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> tuple[httpx.Response, bytes]:
+        """One call: the response (its headers) and its body, read up to ``max_body_bytes``."""
         # exclude_none: optional fields we do not set must be absent, not null, for the spec.
         payload = body.model_dump(exclude_none=True) if body is not None else None
+        request = self._http.build_request(method, path, json=payload, params=params)
         try:
-            response = await self._http.request(method, path, json=payload, params=params)
+            # httpx times each read; this bounds the whole call, so a body that trickles in
+            # a byte at a time cannot hold the caller either.
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.send(request, stream=True)
+                try:
+                    content = await read_capped(response, max_body_bytes)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise PachcaTimeout("timed out (the whole call)", method=method, path=path) from None
+        except (zlib.error, UnreadableBody):
+            raise PachcaBadResponse(
+                "a body in an encoding that cannot be read",
+                transient=True,
+                method=method,
+                path=path,
+            ) from None
         except httpx.TimeoutException as exc:
             raise PachcaTimeout(
                 f"timed out ({type(exc).__name__})", method=method, path=path
@@ -270,14 +318,24 @@ class PachcaClient:
                 path=path,
             ) from None
         if response.is_success:
-            return response
-        raise self._error(response, method, path)
+            if content is None:
+                raise PachcaResponseTooLarge(
+                    f"HTTP {response.status_code} with a body over {max_body_bytes} bytes",
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                )
+            return response, content
+        # An oversized error body is dropped: the status still says what happened.
+        raise self._error(response, content or b"", method, path)
 
-    def _error(self, response: httpx.Response, method: str, path: str) -> PachcaError:
+    def _error(
+        self, response: httpx.Response, content: bytes, method: str, path: str
+    ) -> PachcaError:
         codes: list[str] = []
         messages: list[str] = []
         try:
-            body = response.json()
+            body = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None  # e.g. a proxy's HTML error page
         if isinstance(body, dict):
@@ -312,8 +370,65 @@ class PachcaClient:
         return text.replace(self._token, _REDACTED) if len(self._token) >= 8 else text
 
 
+class UnreadableBody(Exception):
+    """A Content-Encoding this client does not decode."""
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The body of a streamed response, or None once it proves longer than ``limit`` bytes:
+    reading stops there, so no more than ``limit`` (plus one network chunk) is ever held.
+
+    The cap applies to the decoded body too: gzip and deflate are decompressed here, in
+    bounded steps, so a small compressed bomb cannot expand past it either.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None  # said so up front: nothing is read
+    decoder = _decoder(response.headers.get("Content-Encoding", ""))
+    chunks: list[bytes] = []
+    size = 0
+    async for raw in response.aiter_raw(_CHUNK):
+        pieces = [raw] if decoder is None else _inflate(decoder, raw, limit - size + 1)
+        for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                return None
+            chunks.append(piece)
+    if decoder is not None:
+        tail = decoder.flush(limit - size + 1)
+        if size + len(tail) > limit:
+            return None
+        chunks.append(tail)
+    return b"".join(chunks)
+
+
+def _decoder(encoding: str) -> zlib._Decompress | None:
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    if encoding in ("", "identity"):
+        return None
+    # We asked for identity; an encoding we cannot bound is not read as if it were plain.
+    raise UnreadableBody(f"unsupported Content-Encoding {encoding!r}")
+
+
+def _inflate(decoder: zlib._Decompress, data: bytes, room: int) -> list[bytes]:
+    """Decompress ``data`` in steps of at most ``room`` bytes; stops once past it."""
+    out: list[bytes] = []
+    produced = 0
+    while data and produced <= room:
+        piece = decoder.decompress(data, max(room - produced, 1))
+        out.append(piece)
+        produced += len(piece)
+        data = decoder.unconsumed_tail
+    return out
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date; None if bad."""
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date, at most
+    `MAX_RETRY_AFTER_S`; None if bad."""
     if value is None:
         return None
     value = value.strip()
@@ -329,4 +444,5 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = when.timestamp() - time.time()
     if not math.isfinite(seconds):
         return None
-    return max(seconds, 0.0)
+    # An absurd wait (1e12 s) would block a chat for good and overflow a datetime.
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)

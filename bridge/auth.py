@@ -104,7 +104,10 @@ class Tokens:
         return Claims(sub, float(claims["exp"]))
 
     def is_service_token(self, token: str) -> bool:
-        candidate = token.encode()
+        try:
+            candidate = token.encode()
+        except UnicodeEncodeError:
+            return False  # undecodable header bytes (surrogates): no configured token
         # Compare against every token (no early exit) so timing reveals nothing.
         found = False
         for configured in self._live.current.auth.service_tokens:
@@ -135,9 +138,22 @@ async def principal_for(db: Database, tokens: Tokens, token: str) -> tuple[Princ
 
 
 def bearer(header: str | None) -> str | None:
-    if not header:
+    """The token of ``Authorization: Bearer <token>``; None when absent or malformed.
+
+    aiohttp decodes header bytes that are not UTF-8 into lone surrogates, which no token can
+    hold and which fail every later ``encode()``: such a header is malformed (401, not 500).
+    """
+    if not header or (not header.isascii() and not _utf8(header)):
         return None
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

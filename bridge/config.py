@@ -6,13 +6,16 @@ The YAML file is the base; every key can be overridden from the environment as
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +28,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_PATH = "config.yaml"
+# Below these a key can be guessed or brute-forced offline (an HS256 key from one token).
+MIN_JWT_SECRET_BYTES = 32
+MIN_SERVICE_TOKEN_CHARS = 24
 
 
 class _Section(BaseModel):
@@ -37,6 +43,11 @@ class ServerConfig(_Section):
     max_body_bytes: PositiveInt = 1_048_576
     # Graceful stop: how long in-flight requests get after SIGTERM.
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    # A request body not fully arrived within this gets 408 and its connection is closed.
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    # Connections served at once; beyond it new ones are closed at once. None: derived from
+    # the file-descriptor limit (handlers/server.py), so accept() never runs out of them.
+    max_connections: PositiveInt | None = None
 
 
 class DatabaseConfig(_Section):
@@ -70,10 +81,26 @@ class LimitsConfig(_Section):
     posts_per_minute: int = Field(default=120, ge=0)
 
 
+def _jwt_secret_long_enough(secret: SecretStr) -> SecretStr:
+    # Empty means "generate one"; the message never quotes the value.
+    size = len(secret.get_secret_value().encode())
+    if 0 < size < MIN_JWT_SECRET_BYTES:
+        raise ValueError(f"must be at least {MIN_JWT_SECRET_BYTES} bytes")
+    return secret
+
+
+def _service_token_long_enough(token: SecretStr) -> SecretStr:
+    if len(token.get_secret_value()) < MIN_SERVICE_TOKEN_CHARS:
+        raise ValueError(f"must be at least {MIN_SERVICE_TOKEN_CHARS} characters")
+    return token
+
+
 class AuthConfig(_Section):
-    jwt_secret: SecretStr = SecretStr("")
+    jwt_secret: Annotated[SecretStr, AfterValidator(_jwt_secret_long_enough)] = SecretStr("")
     jwt_audience: str | None = None
-    service_tokens: list[SecretStr] = Field(default_factory=list)
+    service_tokens: list[Annotated[SecretStr, AfterValidator(_service_token_long_enough)]] = Field(
+        default_factory=list
+    )
 
 
 class ChannelsConfig(_Section):
@@ -82,9 +109,32 @@ class ChannelsConfig(_Section):
     tutors: int | None = None
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_unless_loopback(url: str) -> str:
+    """The bot token travels in every request: plain http only to this machine (a test
+    double, a local proxy)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError("must be an absolute URL with a host")
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+        return url
+    raise ValueError("must use https (plain http only for a loopback host)")
+
+
 class PachcaConfig(_Section):
     enabled: bool = False
-    api_url: str = "https://api.pachca.com/api/shared/v1"
+    api_url: Annotated[str, AfterValidator(_https_unless_loopback)] = (
+        "https://api.pachca.com/api/shared/v1"
+    )
     token: SecretStr = SecretStr("")
     signing_secret: SecretStr | list[SecretStr] = SecretStr("")
     bot_user_id: int | None = None

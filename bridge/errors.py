@@ -42,6 +42,12 @@ class PayloadTooLarge(DomainError):
     code, status = "payload_too_large", 413
 
 
+class RequestTimeout(DomainError):
+    """The request body did not fully arrive in time (``server.body_timeout_s``)."""
+
+    code, status = "request_timeout", 408
+
+
 class UnknownUser(DomainError):
     code, status = "unknown_user", 422
 

@@ -33,3 +33,8 @@ class Metrics:
         self.feed_events = Counter(
             "bridge_feed_events", "Events published to the feed", ["type"], registry=r
         )
+        self.connections_refused = Counter(
+            "bridge_connections_refused",
+            "Connections closed on arrival because server.max_connections were open",
+            registry=r,
+        )

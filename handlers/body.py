@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from bridge.errors import InvalidRequest, NotFound
+from bridge.errors import InvalidRequest, NotFound, RequestTimeout
 from bridge.inputs import MAX_ID_CHARS, MAX_INT, Input
+from handlers.keys import SERVICES
 
 M = TypeVar("M", bound=Input)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, which must arrive within ``server.body_timeout_s`` of the moment the
+    handler asks for it (right after the head and the authentication): else 408, and the
+    connection is closed (handlers/errors.py). A client cannot hold a connection, and the
+    handler waiting on it, by sending its body slowly. Over ``client_max_size``: 413."""
+    if request.content.is_eof():
+        # The usual case, a small body that came with the head: no timer to set.
+        return await request.read()
+    timeout = request.app[SERVICES].rt.live.current.server.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
+
+
 async def read_model(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()  # over client_max_size -> 413 from aiohttp
+    raw = await read_body(request)
     if not raw.strip():
         raise InvalidRequest("a JSON body is required")
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
-from bridge.errors import DomainError, RateLimited
+from bridge.errors import DomainError, RateLimited, RequestTimeout
 from handlers.responses import json_response
 
 log = structlog.get_logger("bridge.http")
@@ -22,6 +23,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     429: "rate_limited",
 }
@@ -33,10 +35,34 @@ def error_response(status: int, code: str, message: str, **headers: str) -> web.
     )
 
 
+class ClosingResponse(web.Response):
+    """A response after which its connection is closed at once: the rest of a request that
+    is late is not waited for (aiohttp would otherwise linger, reading it, for seconds)."""
+
+    def __init__(self, request: web.Request, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._protocol = request.protocol
+        self.force_close()  # Connection: close
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        # The transport sends what it holds (this response), then closes.
+        self._protocol.force_close()
+
+
+def closing_error_response(
+    request: web.Request, status: int, code: str, message: str
+) -> web.Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return ClosingResponse(request, body=body, status=status, content_type="application/json")
+
+
 @web.middleware
 async def render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except RequestTimeout as exc:
+        return closing_error_response(request, exc.status, exc.code, exc.message)
     except RateLimited as exc:
         retry = str(max(1, round(exc.retry_after + 0.5)))
         return error_response(exc.status, exc.code, exc.message, **{"Retry-After": retry})

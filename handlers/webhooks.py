@@ -4,8 +4,10 @@ Checks, in order, each answered before any work that depends on it:
 
 1. source address in ``pachca.allowed_ips`` (when set) - else 403. The address is the direct
    peer's, or, when the peer is one of ``pachca.trusted_proxies``, the nearest address in
-   ``X-Forwarded-For`` that is not a trusted proxy. Entries may be addresses or networks.
-2. body size within ``server.max_body_bytes`` - else 413.
+   ``X-Forwarded-For`` (every line of it, in order) that is not a trusted proxy. Entries may
+   be addresses or networks.
+2. body size within ``server.max_body_bytes`` - else 413; the whole body within
+   ``server.body_timeout_s`` - else 408 and the connection is closed.
 3. ``Pachca-Signature`` over the raw bytes with any of the configured signing secrets - else
    401 (a list of secrets allows rotation; none configured fails closed).
 4. the body is JSON - else 400 ``invalid_request`` (it is signed, so it came from Pachca).
@@ -32,7 +34,9 @@ from aiohttp import web
 from bot.events import InvalidPayload, parse_webhook
 from bot.signature import SignatureError, WebhookVerifier
 from bridge.config import PachcaConfig
+from bridge.errors import RequestTimeout
 from bridge.relay import TRANSIENT_ERRORS, Relay
+from handlers.body import read_body
 from handlers.errors import error_response
 from handlers.keys import METRICS, SERVICES
 from handlers.responses import json_response
@@ -107,7 +111,10 @@ class Settings:
     def source_allowed(self, request: web.Request) -> bool:
         if not self.config.allowed_ips:
             return True
-        addr = self.client_address(request.remote, request.headers.get("X-Forwarded-For"))
+        # Every line, in order, as one list: a proxy may add a line of its own instead of
+        # appending to the client's, and the client writes whatever it likes in the first.
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ()))
+        addr = self.client_address(request.remote, forwarded)
         return _within(addr, self.allowed)
 
 
@@ -140,9 +147,12 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("webhook from a source outside pachca.allowed_ips", remote=request.remote)
         return error_response(403, "forbidden", "source address not allowed")
     try:
-        raw = await request.read()
+        raw = await read_body(request)
     except web.HTTPRequestEntityTooLarge:
         count.labels("too_large").inc()
+        raise
+    except RequestTimeout:
+        count.labels("timeout").inc()
         raise
     try:
         settings.verifier.verify_signature(raw, request.headers.get(SIGNATURE_HEADER))

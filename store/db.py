@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -20,6 +23,11 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # Serialises event inserts on PostgreSQL so that event ids commit in id order and a reader
 # that saw id N can never later find a smaller id appear (see Database.lock_event_log).
 EVENT_LOG_LOCK = 0x70616368  # "pach"
+# The SQLite files hold every message and the generated JWT key: the owner's only.
+SQLITE_FILE_MODE = 0o600
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+log = structlog.get_logger("bridge.store")
 
 
 def safe_url(url: str | URL) -> str:
@@ -41,7 +49,7 @@ class Database:
             engine_kwargs.setdefault("max_overflow", 0)
             engine_kwargs.setdefault("pool_timeout", 60)
             database = self.url.database or ":memory:"
-            engine_kwargs.setdefault("async_creator", lambda: sqlite_inline.connect(database))
+            engine_kwargs.setdefault("async_creator", lambda: _connect_sqlite(database))
         else:
             engine_kwargs.setdefault("pool_size", 10)
             engine_kwargs.setdefault("max_overflow", 10)
@@ -170,6 +178,40 @@ class Database:
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """No reset on release: hot-path transactions leave nothing behind in the session."""
+
+
+async def _connect_sqlite(database: str) -> sqlite_inline.InlineConnection:
+    keep_private(database)
+    return await sqlite_inline.connect(database)
+
+
+def keep_private(database: str) -> None:
+    """Create the SQLite file readable and writable by its owner only, and take group and
+    other access away from it and its -wal, -shm and -journal files where they have any.
+
+    SQLite gives the files it creates next to the database the database's own mode, so a
+    database made here keeps all of them private. Called before each connection is opened.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in memory, or a URI whose options are the caller's business
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        # FileNotFoundError: no such folder; SQLite's own error says so next.
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+    for path in (database + suffix for suffix in SQLITE_SIDE_FILES):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)
+                log.warning(
+                    "database file was readable by others; now by its owner only",
+                    path=path,
+                    mode_was=oct(mode),
+                    mode=oct(mode & 0o700),
+                )
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # not ours to change (another user's file, read-only mount)
+            log.warning("could not restrict a database file", path=path, error=str(exc))
 
 
 def _checkpoint(path: str) -> None:

@@ -18,7 +18,7 @@ from handlers.app import create_app
 from store.db import Database
 from tests.world import World
 
-SERVICE_TOKEN = "test-service-token"
+SERVICE_TOKEN = "test-service-token-of-32-characters"
 JWT_SECRET = "test-jwt-secret-of-sufficient-length-32b"
 PG_URL = os.environ.get("BRIDGE_TEST_DATABASE_URL", "")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import logging
 import socket
@@ -16,10 +18,13 @@ import pytest
 import respx
 
 from bot.client import (
+    MAX_RESPONSE_BYTES,
+    MAX_RETRY_AFTER_S,
     PachcaBadResponse,
     PachcaClient,
     PachcaConnectionError,
     PachcaError,
+    PachcaResponseTooLarge,
     PachcaTimeout,
     parse_retry_after,
 )
@@ -473,3 +478,134 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
     for garbage in ("", "soon", "nan", "inf", "Mon, 99 Foo 2020 99:99:99 GMT"):
         assert parse_retry_after(garbage) is None, garbage
+
+
+def test_retry_after_is_capped_at_an_hour() -> None:
+    next_year = format_datetime(datetime.now(UTC) + timedelta(days=365), usegmt=True)
+    for huge in ("1e12", "3601", "99999999999999999999", next_year):
+        assert parse_retry_after(huge) == MAX_RETRY_AFTER_S == 3600, huge
+    assert parse_retry_after("3599") == 3599
+
+
+async def test_a_429_with_an_absurd_retry_after_waits_an_hour(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    api.post("/messages").respond(
+        429, json=api_error("rate_limit", "Too many requests"), headers={"Retry-After": "1e12"}
+    )
+    with pytest.raises(PachcaError) as caught:
+        await client.create_message(entity_type="discussion", entity_id=1, content="x")
+    assert (caught.value.status, caught.value.retry_after) == (429, 3600)
+
+
+# --- a hostile server: response size and time ----------------------------------------------
+
+
+class Drip(httpx.AsyncByteStream):
+    """A body of ``total`` bytes (chunked, no Content-Length) that counts what was read."""
+
+    def __init__(self, total: int, chunk: int = 64 * 1024, pause: float = 0.0) -> None:
+        self.total, self.chunk, self.pause = total, chunk, pause
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.sent < self.total:
+            if self.pause:
+                await asyncio.sleep(self.pause)
+            piece = b" " * min(self.chunk, self.total - self.sent)
+            self.sent += len(piece)
+            yield piece
+
+
+def message_body(size: int) -> bytes:
+    """The documented answer to POST /messages, padded with JSON whitespace to ``size``."""
+    body = json.dumps({"data": MESSAGE}).encode()
+    return body + b" " * (size - len(body))
+
+
+async def create(client: PachcaClient) -> Any:
+    return await client.create_message(entity_type="discussion", entity_id=1, content="x")
+
+
+async def test_a_body_of_exactly_the_cap_is_read(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    api.post("/messages").respond(200, content=message_body(MAX_RESPONSE_BYTES))
+    assert (await create(client)).id == MESSAGE["id"]
+
+
+async def test_a_declared_body_over_the_cap_fails_retryably(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    api.post("/messages").respond(200, content=message_body(MAX_RESPONSE_BYTES + 1))
+    with pytest.raises(PachcaResponseTooLarge) as caught:
+        await create(client)
+    assert caught.value.retryable and caught.value.status == 200
+
+
+async def test_an_undeclared_body_is_abandoned_at_the_cap(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    stream = Drip(total=400 * 1024 * 1024)  # the review's 400 MB
+    api.post("/messages").mock(return_value=httpx.Response(200, stream=stream))
+    with pytest.raises(PachcaResponseTooLarge) as caught:
+        await create(client)
+    assert caught.value.retryable
+    assert stream.sent <= MAX_RESPONSE_BYTES + stream.chunk  # stopped reading at the cap
+
+
+async def test_a_compressed_bomb_is_abandoned_at_the_cap(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    bomb = gzip.compress(b" " * (64 * 1024 * 1024))  # 64 MiB of spaces in about 64 KiB
+    api.post("/messages").respond(200, content=bomb, headers={"Content-Encoding": "gzip"})
+    with pytest.raises(PachcaResponseTooLarge):
+        await create(client)
+
+
+async def test_a_compressed_answer_is_still_understood(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    body = gzip.compress(json.dumps({"data": MESSAGE}).encode())
+    route = api.post("/messages").respond(200, content=body, headers={"Content-Encoding": "gzip"})
+    assert (await create(client)).id == MESSAGE["id"]
+    assert route.calls.last.request.headers["Accept-Encoding"] == "identity"
+
+
+async def test_an_encoding_that_cannot_be_bounded_is_a_transient_bad_response(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    api.post("/messages").respond(200, content=b"\x00" * 10, headers={"Content-Encoding": "br"})
+    with pytest.raises(PachcaBadResponse) as caught:
+        await create(client)
+    assert caught.value.retryable
+
+
+async def test_an_error_with_a_huge_body_keeps_its_status(
+    api: respx.MockRouter, client: PachcaClient
+) -> None:
+    stream = Drip(total=50 * 1024 * 1024)
+    api.post("/messages").mock(
+        return_value=httpx.Response(429, stream=stream, headers={"Retry-After": "5"})
+    )
+    with pytest.raises(PachcaError) as caught:
+        await create(client)
+    assert (caught.value.status, caught.value.retry_after, caught.value.codes) == (429, 5, [])
+    assert stream.sent <= MAX_RESPONSE_BYTES + stream.chunk
+
+    api.post("/messages/1/thread").respond(404, content=b"x" * (MAX_RESPONSE_BYTES + 1))
+    with pytest.raises(PachcaError) as caught:
+        await client.create_thread(1)
+    assert (caught.value.status, caught.value.retryable) == (404, False)
+
+
+async def test_a_body_that_trickles_in_times_out_as_a_whole() -> None:
+    # Each piece arrives well within the timeout; the whole would take 20 s.
+    stream = Drip(total=200, chunk=1, pause=0.1)
+    with respx.mock(base_url=BASE) as api:
+        api.post("/messages").mock(return_value=httpx.Response(200, stream=stream))
+        async with PachcaClient(BASE, TOKEN, timeout=0.3) as client:
+            with pytest.raises(PachcaTimeout) as caught:
+                await create(client)
+    assert caught.value.retryable
+    assert stream.sent < stream.total

@@ -13,6 +13,7 @@ from bot.client import (
     PachcaBadResponse,
     PachcaClient,
     PachcaError,
+    PachcaResponseTooLarge,
     PachcaTimeout,
 )
 from tests.fakes import FAKE_PACHCA_TOKEN as TOKEN
@@ -362,6 +363,20 @@ async def test_malformed_next(
 
     assert (caught.value.status, caught.value.retryable) == (status, retryable)
     await post(client)
+
+
+async def test_huge_next_over_real_http(
+    fake_pachca: FakePachca, client: PachcaClient, raw: httpx.AsyncClient
+) -> None:
+    fake_pachca.huge_next(size=4 * 1024 * 1024, method="POST", path="/messages")
+    with pytest.raises(PachcaResponseTooLarge) as caught:
+        await post(client)
+    assert (caught.value.status, caught.value.retryable) == (200, True)
+    await post(client)  # the next answer is ordinary
+
+    fake_pachca.huge_next(size=1024 * 1024, status=503)  # a client without a cap reads it all
+    resp = await raw.get("/messages/1")
+    assert (resp.status_code, len(resp.content)) == (503, 1024 * 1024)
 
 
 async def test_faults_are_used_in_order(fake_pachca: FakePachca, client: PachcaClient) -> None:

@@ -56,6 +56,29 @@ def test_check_config_uses_bridge_config_env(
     assert main(["check-config"]) != 0
 
 
+def test_check_config_refuses_weak_secrets_and_plain_http_without_quoting_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        tmp_path,
+        auth={"jwt_secret": "hunter2-secret", "service_tokens": ["hunter2-token"]},
+        pachca={"api_url": "http://api.pachca.com/api/shared/v1"},
+    )
+    assert main(["check-config", "--config", str(path)]) != 0
+    err = capsys.readouterr().err
+    for key in ("auth.jwt_secret", "auth.service_tokens.0", "pachca.api_url"):
+        assert key in err
+    assert "hunter2" not in err
+
+
+def test_serve_refuses_a_config_check_config_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, auth={"jwt_secret": "too-short"})
+    assert main(["serve", "--config", str(path)]) != 0  # returns at once, serves nothing
+    assert "auth.jwt_secret" in capsys.readouterr().err
+
+
 def test_shipped_config_passes_check_config() -> None:
     assert main(["check-config", "--config", str(REPO / "config.yaml")]) == 0
 

@@ -9,6 +9,8 @@ import pytest
 from bridge.config import ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
+TOKEN_A = "service-token-a-0123456789"
+TOKEN_B = "service-token-b-0123456789"
 
 
 def problems(data: dict) -> dict[str, str]:
@@ -49,12 +51,12 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("BRIDGE_PACHCA__TOKEN", "from-env")
     monkeypatch.setenv("BRIDGE_SERVER__PORT", "9999")
     monkeypatch.setenv("BRIDGE_PACHCA__CHANNELS__DEFAULT", "42")
-    monkeypatch.setenv("BRIDGE_AUTH__SERVICE_TOKENS", '["a", "b"]')
+    monkeypatch.setenv("BRIDGE_AUTH__SERVICE_TOKENS", f'["{TOKEN_A}", "{TOKEN_B}"]')
     config = parse_config({"server": {"port": 8080}, "pachca": {"token": "from-file"}})
     assert config.pachca.token.get_secret_value() == "from-env"
     assert config.server.port == 9999
     assert config.pachca.channels.default == 42
-    assert [t.get_secret_value() for t in config.auth.service_tokens] == ["a", "b"]
+    assert [t.get_secret_value() for t in config.auth.service_tokens] == [TOKEN_A, TOKEN_B]
 
 
 def test_bad_environment_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +68,7 @@ def test_secrets_are_masked_in_reprs() -> None:
     config = parse_config(
         {
             "pachca": {"token": "tok-123", "signing_secret": ["s-1", "s-2"]},
-            "auth": {"jwt_secret": "jwt-xyz", "service_tokens": ["svc-9"]},
+            "auth": {"jwt_secret": "jwt-xyz" * 5, "service_tokens": ["svc-9" * 5]},
         }
     )
     text = repr(config) + str(config)
@@ -102,3 +104,61 @@ def test_invalid_yaml_is_an_error(tmp_path: Path) -> None:
     path.write_text("server: [unclosed\n")
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+# --- security checks (section 16: tokens, a hostile Pachca) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.pachca.com/api/shared/v1",
+        "http://127.0.0.1:8081/api/shared/v1",
+        "http://127.3.4.5/api",
+        "http://[::1]:8081/api",
+        "http://localhost:8081/api",
+        "http://LOCALHOST/api",
+    ],
+)
+def test_api_url_is_https_or_loopback(url: str) -> None:
+    assert parse_config({"pachca": {"api_url": url}}).pachca.api_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.pachca.com/api/shared/v1",
+        "http://10.0.0.1/api",
+        "http://localhost.example.com/api",
+        "http://127.0.0.1.example.com/api",
+        "ftp://localhost/api",
+        "api.pachca.com/api",
+        "https:///api",
+    ],
+)
+def test_api_url_refuses_plain_http_beyond_this_machine(url: str) -> None:
+    assert "pachca.api_url" in problems({"pachca": {"api_url": url}})
+
+
+def test_jwt_secret_when_set_has_at_least_32_bytes() -> None:
+    assert "auth.jwt_secret" in problems({"auth": {"jwt_secret": "k" * 31}})
+    # Bytes, not characters: 16 two-byte characters are enough.
+    assert parse_config({"auth": {"jwt_secret": "é" * 16}}).auth.jwt_secret
+    assert parse_config({"auth": {"jwt_secret": "k" * 32}}).auth.jwt_secret
+    # Empty: a key is generated and kept in the database.
+    assert parse_config({"auth": {"jwt_secret": ""}}).auth.jwt_secret.get_secret_value() == ""
+
+
+def test_each_service_token_has_at_least_24_characters() -> None:
+    found = problems({"auth": {"service_tokens": [TOKEN_A, "x" * 23, ""]}})
+    assert set(found) == {"auth.service_tokens.1", "auth.service_tokens.2"}
+    assert parse_config({"auth": {"service_tokens": ["x" * 24]}}).auth.service_tokens
+
+
+def test_a_refused_secret_is_never_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_AUTH__SERVICE_TOKENS", '["hunter2-env-token"]')
+    with pytest.raises(ConfigError) as info:
+        parse_config({"auth": {"jwt_secret": "hunter2-jwt-secret"}})
+    text = str(info.value) + repr(info.value.problems)
+    assert "auth.jwt_secret" in text and "auth.service_tokens.0" in text
+    assert "hunter2" not in text

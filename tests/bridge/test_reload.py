@@ -11,6 +11,9 @@ import yaml
 from bridge.config import LiveConfig, load_config
 from bridge.reload import ConfigWatcher
 
+OLD_TOKEN = "old-service-token-0123456789"
+NEW_TOKEN = "new-service-token-0123456789"
+
 
 def write(path: Path, data: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(data))
@@ -21,7 +24,7 @@ def base(tmp_path: Path) -> dict[str, Any]:
         "server": {"port": 8080},
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"},
         "limits": {"posts_per_minute": 120},
-        "auth": {"service_tokens": ["old"]},
+        "auth": {"service_tokens": [OLD_TOKEN]},
     }
 
 
@@ -31,13 +34,13 @@ def test_live_sections_apply_and_restart_sections_wait(tmp_path: Path) -> None:
     write(path, data)
     live = LiveConfig(load_config(path), path)
     data["limits"]["posts_per_minute"] = 5
-    data["auth"]["service_tokens"] = ["new"]
+    data["auth"]["service_tokens"] = [NEW_TOKEN]
     data["server"]["port"] = 9090
     write(path, data)
 
     assert ConfigWatcher(live, path).reload()
     assert live.current.limits.posts_per_minute == 5
-    assert [t.get_secret_value() for t in live.current.auth.service_tokens] == ["new"]
+    assert [t.get_secret_value() for t in live.current.auth.service_tokens] == [NEW_TOKEN]
     assert live.current.server.port == 8080  # needs a restart
 
 
@@ -47,6 +50,19 @@ def test_invalid_edit_keeps_last_good_config(tmp_path: Path) -> None:
     live = LiveConfig(load_config(path), path)
     before = live.current
     path.write_text("limits: {posts_per_minute: lots}\n")
+
+    assert not ConfigWatcher(live, path).reload()
+    assert live.current is before
+
+
+def test_an_edit_with_a_weak_secret_is_ignored_like_any_invalid_edit(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    data = base(tmp_path)
+    write(path, data)
+    live = LiveConfig(load_config(path), path)
+    before = live.current
+    data["auth"]["service_tokens"] = [OLD_TOKEN, "short-token"]
+    write(path, data)
 
     assert not ConfigWatcher(live, path).reload()
     assert live.current is before

@@ -331,6 +331,52 @@ async def test_a_hung_request_times_out_and_is_retried(
     assert fake_pachca.violations == []
 
 
+async def test_a_huge_answer_is_a_failed_delivery_and_retried(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    _, world = await start()
+    student, chat, row = await open_chat(world, database)
+    # 64 MiB, sent without a Content-Length: the bridge learns the size only by reading.
+    # It starts as a well-formed answer (naming the root message), so only the size gives
+    # it away.
+    root = fake_pachca.messages[row["pachca_root_message_id"]]
+    fake_pachca.huge_next(
+        1, size=64 * 1024 * 1024, document={"data": root}, method="POST", path="/messages"
+    )
+
+    message = await world.post(student, chat["id"], "hello")
+
+    await eventually(lambda: pachca_id_of(database, message["id"]), what="posted")
+    assert thread_contents(fake_pachca, row["pachca_thread_chat_id"]) == ["hello"]
+    [job] = [j for j in await jobs(database) if j["kind"] == "post_message"]
+    assert (job["status"], job["attempts"]) == ("done", 2)  # the huge answer counted as one
+    assert fake_pachca.violations == []
+
+
+async def test_an_absurd_retry_after_blocks_a_chat_for_an_hour_at_most(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    _, world = await start()
+    student, chat, _ = await open_chat(world, database)
+    other_student, other_chat, other_row = await open_chat(world, database)
+    fake_pachca.rate_limit_next(1, retry_after="1e12", method="POST", path="/messages")
+
+    await world.post(student, chat["id"], "waits")
+
+    async def rescheduled() -> Any:
+        rows = [j for j in await jobs(database) if j["kind"] == "post_message"]
+        return rows[0] if rows and rows[0]["last_error"] else None
+
+    job = await eventually(rescheduled, what="the 429 recorded")
+    assert job["status"] == "pending" and "429" in job["last_error"]
+    wait = (job["next_attempt_at"] - utcnow()).total_seconds()
+    assert 3000 < wait <= 3600  # Pachca asked for 31,000 years
+    # The worker is alive and other chats are not held up.
+    reply = await world.post(other_student, other_chat["id"], "goes through")
+    await eventually(lambda: pachca_id_of(database, reply["id"]), what="other chat posted")
+    assert thread_contents(fake_pachca, other_row["pachca_thread_chat_id"]) == ["goes through"]
+
+
 async def test_the_client_gets_201_while_pachca_is_down(
     start: AppFactory, fake_pachca: FakePachca, database: Database
 ) -> None:

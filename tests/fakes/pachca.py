@@ -166,6 +166,7 @@ class _Fault:
     method: str | None
     path: str | None  # an fnmatch pattern below the prefix, e.g. "/messages*"
     respond: Callable[[], web.Response] | None = None  # answered instead of handling
+    stream: Handler | None = None  # likewise, for an answer written piece by piece
     delay: float = 0.0
     delay_after_handling: bool = False
 
@@ -340,6 +341,39 @@ class FakePachca:
         }
         self._faults.append(_Fault(n, method, path, respond=responses[kind]))
 
+    def huge_next(
+        self,
+        n: int = 1,
+        *,
+        size: int = 8 * 1024 * 1024,
+        status: int = 200,
+        document: Any = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer with `size` bytes, written in 64 KiB pieces with no Content-Length (so a
+        client learns the size only by reading): a hostile server. The body is `document` as
+        JSON (when given) padded with whitespace, so a client without a cap would take it for
+        a good answer. The request is not applied."""
+
+        async def stream(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(status=status)
+            response.content_type = "application/json"
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            piece = b" " * 65536
+            try:
+                if document is not None:
+                    await response.write(json.dumps(document).encode())
+                for _ in range(0, size, len(piece)):
+                    await response.write(piece)
+                await response.write_eof()
+            except ConnectionError:
+                pass  # the client stopped reading and left, as it should
+            return response
+
+        self._faults.append(_Fault(n, method, path, stream=stream))
+
     # --- seeding --------------------------------------------------------------------------
 
     def post_as_user(
@@ -478,6 +512,8 @@ class FakePachca:
                 await self._sleep(fault.delay)
             if fault.respond is not None:
                 return fault.respond()
+            if fault.stream is not None:
+                return await fault.stream(request)
         if errors:
             return _api_error(400, "invalid", "; ".join(errors))
         response = await handler(request)

@@ -17,7 +17,7 @@ async def test_new_service_token_applies_without_restart(
     aiohttp_client: Any, config_data: dict[str, Any], database: Database, tmp_path: Path
 ) -> None:
     path = tmp_path / "config.yaml"
-    config_data["auth"]["service_tokens"] = ["old-token"]
+    config_data["auth"]["service_tokens"] = ["old-service-token-0123456789"]
     path.write_text(yaml.safe_dump(config_data))
     client = await aiohttp_client(create_app(load_config(path), config_path=path, db=database))
 
@@ -27,14 +27,14 @@ async def test_new_service_token_applies_without_restart(
         )
         return resp.status
 
-    assert await status("old-token") == 404  # authenticated; the user is unknown
-    assert await status("new-token") == 401
+    assert await status("old-service-token-0123456789") == 404  # authenticated; the user is unknown
+    assert await status("new-service-token-0123456789") == 401
 
-    config_data["auth"]["service_tokens"] = ["new-token"]
+    config_data["auth"]["service_tokens"] = ["new-service-token-0123456789"]
     path.write_text(yaml.safe_dump(config_data))
     for _ in range(100):  # the file is polled every second
-        if await status("new-token") == 404:
+        if await status("new-service-token-0123456789") == 404:
             break
         await asyncio.sleep(0.1)
-    assert await status("new-token") == 404
-    assert await status("old-token") == 401
+    assert await status("new-service-token-0123456789") == 404
+    assert await status("old-service-token-0123456789") == 401

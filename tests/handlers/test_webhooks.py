@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from multidict import MultiDict
 from sqlalchemy.exc import OperationalError
 
 from bot.signature import sign
@@ -16,7 +17,7 @@ from bridge.config import parse_config
 from handlers.app import create_app
 from handlers.keys import SERVICES
 from store.db import Database
-from tests.fakes.webhooks import encode, message_event, reaction_event
+from tests.fakes.webhooks import encode, message_event, reaction_event, signed
 from tests.handlers.webhook_kit import (
     SECRET,
     build_forum,
@@ -229,6 +230,33 @@ async def test_forwarded_for_from_a_trusted_proxy_is_believed(
     for forwarded in ("203.0.113.9", "37.200.70.177, 203.0.113.9", "garbage", ""):
         resp = await deliver(client, reaction_event(), headers={"X-Forwarded-For": forwarded})
         assert resp.status == 403, forwarded
+
+
+async def test_every_forwarded_for_line_counts_not_just_the_first(
+    aiohttp_client: Any, config_data: dict[str, Any], database: Database
+) -> None:
+    client = await app_with(
+        aiohttp_client,
+        config_data,
+        database,
+        allowed_ips=["37.200.70.177"],
+        trusted_proxies=["127.0.0.1", "10.0.0.0/8"],
+    )
+    raw, signed_headers = signed(reaction_event(), SECRET)
+
+    async def deliver_through(*forwarded: str) -> int:
+        headers = MultiDict(signed_headers)
+        for line in forwarded:  # a proxy that adds a line of its own instead of appending
+            headers.add("X-Forwarded-For", line)
+        return (await client.post("/webhooks/pachca", data=raw, headers=headers)).status
+
+    # The client forged the first line; the proxy's line names the real source.
+    assert await deliver_through("37.200.70.177", "203.0.113.9") == 403
+    assert await deliver_through("37.200.70.177", "203.0.113.9, 10.1.2.3") == 403
+    assert await deliver_through("37.200.70.177, 203.0.113.9", "10.1.2.3") == 403
+    # Lines read in order, as one list: Pachca, then an inner proxy on a line of its own.
+    assert await deliver_through("203.0.113.9, 37.200.70.177", "10.1.2.3") == 200
+    assert await deliver_through("37.200.70.177", "10.1.2.3") == 200
 
 
 async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
