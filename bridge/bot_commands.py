@@ -73,6 +73,8 @@ async def answer(
         SEND_TEXT,
         {"entity_type": reply_to.entity_type, "entity_id": reply_to.entity_id, "content": text},
         chat_id=reply_to.chat_id,
+        # Outside a forum thread, answers to one person queue behind each other only.
+        lane=outbox_store.entity_lane(reply_to.entity_type, reply_to.entity_id),
         now=now,
     )
     return text

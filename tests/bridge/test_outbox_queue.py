@@ -67,10 +67,17 @@ async def make_chats(db: Database, n: int) -> list[int]:
     return chats
 
 
-async def add(db: Database, chat_id: int | None, kind: str = "post_message", **at: Any) -> int:
+async def add(
+    db: Database,
+    chat_id: int | None,
+    kind: str = "post_message",
+    *,
+    lane: str = "user:1",  # for a job outside a chat
+    **at: Any,
+) -> int:
     now = at.get("now", utcnow())
     async with db.write() as conn:
-        await q.enqueue(conn, kind, {"n": 1}, chat_id=chat_id, now=now)
+        await q.enqueue(conn, kind, {"n": 1}, chat_id=chat_id, now=now, lane=lane)
         return (await conn.execute(select(OutboxJob.id).order_by(OutboxJob.id.desc()))).scalar()
 
 
