@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     RowMapping,
+    and_,
     any_,
     bindparam,
     case,
@@ -159,8 +160,12 @@ def on_commit_of_due_jobs(engine: AsyncEngine, callback: Callable[[], None]) -> 
     return remove
 
 
+# What a lane head carries: enough to tell whether it may run now.
+_HEAD_COLUMNS = ("lane", "id", "next_attempt_at", "lease_until")
+
+
 def _lane_heads() -> Any:
-    """The ids of the oldest pending job of every lane that has one.
+    """The oldest pending job of every lane that has one (a CTE of ``_HEAD_COLUMNS``).
 
     A loose index scan over ``ix_outbox_status_lane_id`` (pending jobs ordered by lane, then
     id): from one lane's head, the next entry past that lane is the next lane's head, one
@@ -168,13 +173,13 @@ def _lane_heads() -> Any:
     of jobs: a lane with thousands queued costs what a lane with one does.
     """
     first = (
-        select(outbox.c.lane, outbox.c.id)
+        select(*(outbox.c[c] for c in _HEAD_COLUMNS))
         .where(outbox.c.status == PENDING)
         .order_by(outbox.c.lane, outbox.c.id)
         .limit(1)
         .subquery("first_head")
     )
-    heads = select(first.c.lane, first.c.id).cte("heads", recursive=True)
+    heads = select(*first.c).cte("heads", recursive=True)
     after = outbox.alias("after")
     next_head_id = (
         select(after.c.id)
@@ -187,35 +192,49 @@ def _lane_heads() -> Any:
     )
     head = outbox.alias("head")
     return heads.union_all(
-        select(head.c.lane, head.c.id).select_from(heads.join(head, head.c.id == next_head_id))
+        select(*(head.c[c] for c in _HEAD_COLUMNS)).select_from(
+            heads.join(head, head.c.id == next_head_id)
+        )
+    )
+
+
+def _may_run(job: Any, now: Any) -> Any:
+    """Due, and not leased by a live worker. A lane whose head may not run is skipped whole:
+    its later jobs must not overtake the head."""
+    return and_(
+        job.c.next_attempt_at <= now,
+        or_(job.c.lease_until.is_(None), job.c.lease_until <= now),
     )
 
 
 def _claim_statement(dialect: str) -> Any:
     """Lease the claimable jobs (see ``claim``); built once per dialect, run with bind
-    parameters."""
+    parameters. The lane heads alone decide what may run: filtering the table instead lets a
+    planner without statistics pick the index on next_attempt_at and scan every pending job.
+    """
     now = bindparam("now", type_=outbox.c.next_attempt_at.type)
-    heads = select(_lane_heads().c.id)
+    limit = bindparam("limit")
+    heads = _lane_heads()
+    runnable = select(heads.c.id).where(_may_run(heads, now))
     if dialect == "postgresql":
-        # The heads as an array computed first, then looked up by primary key: as a join,
-        # the planner (which cannot know how few heads there are) may walk the whole table.
-        is_head = outbox.c.id == any_(func.array(heads.scalar_subquery()))
-    else:
-        is_head = outbox.c.id.in_(heads)
-    candidates = (
-        select(outbox.c.id)
-        .where(
-            is_head,
-            outbox.c.status == PENDING,
-            # Due, and not leased by a live worker: a lane whose head waits or runs is
-            # skipped whole, since its later jobs must not overtake the head.
-            outbox.c.next_attempt_at <= now,
-            or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
+        # Lock them, looked up by primary key from an array computed first (as a join, the
+        # planner - which cannot know how few heads there are - may walk the whole table),
+        # skipping those another worker is claiming right now. The conditions are repeated
+        # on the locked rows: PostgreSQL checks them again on the newest version of a row,
+        # so a claim committed since this statement's snapshot is seen.
+        candidates = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.id == any_(func.array(runnable.scalar_subquery())),
+                outbox.c.status == PENDING,
+                _may_run(outbox, now),
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        .order_by(outbox.c.id)
-        .limit(bindparam("limit"))
-        .with_for_update(skip_locked=True)
-    )
+    else:
+        candidates = runnable.order_by(heads.c.id).limit(limit)  # one writer: no locks
     return (
         update(outbox)
         .where(outbox.c.id.in_(candidates.scalar_subquery()))
