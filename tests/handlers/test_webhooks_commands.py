@@ -6,6 +6,7 @@ the command came from.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from tests.handlers.webhook_kit import (
     Forum,
     build_forum,
     chat_messages,
+    count,
     counts,
     deliver_ok,
     map_thread,
@@ -324,3 +326,15 @@ async def test_wrong_codes_spread_over_more_than_15_minutes_block_nothing(
     await deliver_ok(client, direct(f"/link {await link_code(client, world, teacher)}"))
     assert await pachca_user_id(database, teacher) == NEWCOMER_PACHCA_ID
     assert not any("blocked" in a["content"] for a in await answers(database))
+
+
+async def test_wrong_codes_sent_at_once_are_counted_one_after_another(
+    client: TestClient, database: Database
+) -> None:
+    """Concurrent /link attempts of one Pachca user (instances share the database) cannot
+    slip past the limit: exactly five are tried and answered, the rest are ignored."""
+    await asyncio.gather(
+        *(deliver_ok(client, direct(f"/link WRONG{n:03d}CODE")) for n in range(12))
+    )
+    assert len(await answers(database)) == 5
+    assert await count(database, LinkFailure) == 5
