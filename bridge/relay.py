@@ -190,9 +190,10 @@ class Relay:
         if p.entity_type == "user" or chat is not None:
             command = parse_command(p.content)
             if command is not None:
-                if await bot_commands.answer(conn, command, p.user_id, _reply_to(p, chat), now):
-                    return Handled(Outcome.COMMAND, f"/{command.name}")
-                return _dropped("link_blocked")
+                text = await bot_commands.answer(conn, command, p.user_id, _reply_to(p, chat), now)
+                if text is None:
+                    return _dropped("link_blocked")
+                return Handled(Outcome.COMMAND, f"/{command.name}")
         if p.entity_type == "user":
             return _dropped("direct_message")
         return await self._relay(conn, p, chat, now)
