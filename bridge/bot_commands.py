@@ -46,6 +46,10 @@ LINK_ANSWERS = {
     LinkStatus.UNKNOWN: "That code is not valid. Check it and try again, or get a new one on "
     "the platform.",
 }
+LINK_BLOCKED = (
+    "Too many wrong codes: /link is blocked for {minutes} minutes, and codes sent meanwhile "
+    "are ignored without an answer."
+)
 NOT_LINKED = "Your Pachca account is not linked yet. Send /link CODE with a code from the platform."
 NO_THREADS = "You have no open forum threads."
 
@@ -65,14 +69,20 @@ async def answer(
     pachca_user_id: int,
     reply_to: ReplyTo,
     now: datetime,
-) -> str:
-    """Carry out a command and queue its answer; returns the answer's text."""
+) -> str | None:
+    """Carry out a command and queue its answer; returns the answer's text, or None when the
+    command gets no answer (a /link from someone blocked for wrong codes: they were told
+    once, and a guesser must not be able to make the bot talk)."""
     text = await _run(conn, command, pachca_user_id, now)
+    if text is None:
+        return None
     await outbox_store.enqueue(
         conn,
         SEND_TEXT,
         {"entity_type": reply_to.entity_type, "entity_id": reply_to.entity_id, "content": text},
         chat_id=reply_to.chat_id,
+        # Outside a forum thread, answers to one person queue behind each other only.
+        lane=outbox_store.entity_lane(reply_to.entity_type, reply_to.entity_id),
         now=now,
     )
     return text
@@ -80,7 +90,7 @@ async def answer(
 
 async def _run(
     conn: AsyncConnection, command: Command | UnknownCommand, pachca_user_id: int, now: datetime
-) -> str:
+) -> str | None:
     if isinstance(command, UnknownCommand):
         return f"Unknown command /{command.name}.\n\n{HELP_TEXT}"
     if command.name == "link":
@@ -89,6 +99,11 @@ async def _run(
         result = await link_account(conn, command.arg, pachca_user_id, now)
         if result.status is LinkStatus.LINKED:
             return f"Done: your Pachca account is now linked to {result.user['name']}."
+        if result.status is LinkStatus.BLOCKED:
+            return None
+        if result.blocked_until is not None:
+            minutes = round((result.blocked_until - now).total_seconds() / 60)
+            return f"{LINK_ANSWERS[result.status]}\n{LINK_BLOCKED.format(minutes=minutes)}"
         return LINK_ANSWERS[result.status]
     if command.name == "threads":
         return await _threads(conn, pachca_user_id)

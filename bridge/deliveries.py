@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.client import PachcaClient, PachcaError
+from bot.mentions import neutralise
 from bridge import outbox_jobs as kinds
 from bridge.pacing import Pacer, WaitTooLong
 from bridge.runtime import Runtime
@@ -65,6 +66,10 @@ class Retry(Exception):
 
 class Permanent(Exception):
     """The job can never succeed as it stands: dead-letter it at once."""
+
+
+def _display_name(name: str) -> str:
+    return neutralise(name)[:DISPLAY_NAME_MAX]
 
 
 def is_gone(exc: PachcaError) -> bool:
@@ -177,7 +182,8 @@ class Deliveries:
             lambda: client.create_message(
                 entity_type="discussion",
                 entity_id=channel,
-                content=chat["title"],
+                # The title names the student: "@all" as a name must not ping the channel.
+                content=neutralise(chat["title"]),
                 skip_invite_mentions=True,
             ),
         )
@@ -238,10 +244,10 @@ class Deliveries:
             lambda: client.create_message(
                 entity_type="thread",
                 entity_id=thread_id,
-                content=m["content"],
-                display_name=m["sender_name"][:DISPLAY_NAME_MAX],
+                # Nobody in Pachca is pinged or invited by what a web user writes.
+                content=neutralise(m["content"]),
+                display_name=_display_name(m["sender_name"]),
                 parent_message_id=m["reply_to_pachca_id"],
-                # A student's "@name" must not invite anyone into the teacher's thread.
                 skip_invite_mentions=True,
             ),
         )
@@ -265,7 +271,9 @@ class Deliveries:
             await self._call(
                 f"thread:{m['pachca_thread_id']}",
                 lambda: client.update_message(
-                    pachca_id, m["content"], display_name=m["sender_name"][:DISPLAY_NAME_MAX]
+                    pachca_id,
+                    neutralise(m["content"]),
+                    display_name=_display_name(m["sender_name"]),
                 ),
             )
         except PachcaError as exc:
@@ -299,7 +307,8 @@ class Deliveries:
             lambda: client.create_message(
                 entity_type=entity_type,
                 entity_id=entity_id,
-                content=str(p["content"]),
+                # Answers quote names and chat titles.
+                content=neutralise(str(p["content"])),
                 parent_message_id=p.get("parent_message_id"),
             ),
         )

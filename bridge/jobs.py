@@ -3,7 +3,8 @@
 - leases: outbox leases that ran out (a worker died mid-job) are cleared, so the jobs show as
   waiting and run again;
 - pruning: done outbox jobs after ``done_retention_s``; webhook delivery keys and feed events
-  older than ``feed.history_retention_s`` (a ``since`` before them then gets a reset);
+  older than ``feed.history_retention_s`` (a ``since`` before them then gets a reset); failed
+  ``/link`` attempts once they can no longer block anyone;
 - the outbox depth gauge of /metrics;
 - missed-webhook recovery: Pachca's saved event history (bridge/recovery.py) is read and
   processed, when Pachca is configured. Events already handled are duplicates by their key.
@@ -20,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bridge import recovery
+from bridge import linking, recovery
 from bridge.metrics import Metrics
 from bridge.recovery import RecoveryReport
 from bridge.runtime import Runtime, utcnow
 from store import deliveries as delivery_store
 from store import log as event_store
 from store import outbox as outbox_store
+from store import users as user_store
 
 log = structlog.get_logger("bridge.jobs")
 
@@ -71,6 +73,10 @@ class Maintenance:
             removed["webhook_deliveries"] = await delivery_store.prune_before(conn, now - history)
         async with self.rt.db.write() as conn:
             removed["events"] = await event_store.prune_before(conn, now - history)
+        async with self.rt.db.write() as conn:
+            removed["link_failures"] = await user_store.prune_link_failures(
+                conn, now - linking.FORGET_FAILURES_AFTER
+            )
         if any(removed.values()):
             log.info("pruned old rows", **removed)
         return removed

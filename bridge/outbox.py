@@ -1,8 +1,9 @@
 """The outbox worker: delivers queued jobs to Pachca (DESIGN.md "Durable pieces").
 
 Started with the app. It leases due jobs (store/outbox.py ``claim``: the oldest pending job of
-each chat only, so one chat's jobs run in order; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so
-instances can share the table), runs them concurrently across chats, and records the outcome:
+each lane only - a forum chat, or the Pachca user a direct bot answer goes to - so a lane's jobs
+run in order and one busy lane holds no other back; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so
+instances can share the table), runs them concurrently across lanes, and records the outcome:
 
 - done (with any Pachca id, in the same transaction);
 - postponed - cannot run yet (no channel, thread not open, a 429's Retry-After): waits, the
@@ -49,7 +50,7 @@ class OutboxTuning:
 
     poll_s: float = 1.0  # look for due jobs at least this often...
     min_pass_gap_s: float = 0.1  # ...and at most this often, however many nudges come
-    concurrency: int = 8  # jobs in flight at once (at most one per chat)
+    concurrency: int = 8  # jobs in flight at once (at most one per lane)
     backoff_base_s: float = 2.0  # first retry after about this long...
     backoff_max_s: float = 600.0  # ...doubling up to this
     jitter: float = 0.5  # up to this fraction of each backoff is randomised away
@@ -201,7 +202,7 @@ class OutboxWorker:
 
     def _finished(self, job_id: int) -> None:
         self._inflight.pop(job_id, None)
-        self._wake.set()  # the chat's next job may be due now
+        self._wake.set()  # the lane's next job may be due now
 
     async def _note_waiting(self, reason: str) -> None:
         async with self.rt.db.write() as conn:

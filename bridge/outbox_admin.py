@@ -17,6 +17,7 @@ def job_obj(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "chat_id": row["chat_id"],
+        "lane": row["lane"],
         "kind": row["kind"],
         "payload": row["payload"],
         "status": row["status"],

@@ -21,6 +21,7 @@ dropped with one structured log line naming the reason:
     stale_edit      an edit older than (or the same as) the one already applied
     message_deleted an edit of a message already deleted
     unknown_message an edit or delete of a message that was never relayed
+    link_blocked    a /link from a Pachca user blocked after too many wrong codes (no answer)
 
 Commands: a message in a direct chat with the bot, or in a forum thread, that reads as a slash
 command (bot/commands.py) is answered by bridge/bot_commands.py and never relayed; a command
@@ -189,7 +190,9 @@ class Relay:
         if p.entity_type == "user" or chat is not None:
             command = parse_command(p.content)
             if command is not None:
-                await bot_commands.answer(conn, command, p.user_id, _reply_to(p, chat), now)
+                text = await bot_commands.answer(conn, command, p.user_id, _reply_to(p, chat), now)
+                if text is None:
+                    return _dropped("link_blocked")
                 return Handled(Outcome.COMMAND, f"/{command.name}")
         if p.entity_type == "user":
             return _dropped("direct_message")

@@ -43,6 +43,13 @@ class Runtime:
         """The raw-driver paths of the current database (store/hotpath.py)."""
         return hot_for(self.db)
 
+    def count_write(self, user_id: str) -> None:
+        """Charge one write against the user's ``limits.posts_per_minute``; RateLimited when
+        none is left. Every write of a user that can reach Pachca calls this once - posts,
+        edits, deletions (reactions and uploads too, when they come) - after the request's
+        other checks and before anything is written, so a refused write writes nothing."""
+        self.limiter.check(user_id, self.live.current.limits.posts_per_minute)
+
     async def publish(self, events: Sequence[FeedEvent]) -> None:
         """Hand committed events to the feed. Never called inside a transaction."""
         if events:

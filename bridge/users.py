@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from typing import Any
 
-from bridge import views
+from bridge import link_codes, views
 from bridge.enrollments import sync_chats
 from bridge.errors import InvalidRequest, NotFound, UnknownUser
 from bridge.inputs import UserIn
@@ -61,12 +60,15 @@ class Users:
         return views.user_obj(row)
 
     async def new_link_code(self, user_id: str) -> dict[str, Any]:
+        """A fresh code for ``/link``; the user's earlier codes stop working (one at a time,
+        so a user who asks twice does not leave a second live code to be guessed)."""
         now = utcnow()
-        code = secrets.token_hex(4).upper()  # 8 characters: easy to type in Pachca
+        code = link_codes.new_code()
         expires_at = now + LINK_CODE_TTL
         async with self.rt.db.write() as conn:
             if await user_store.get_user(conn, user_id) is None:
                 raise NotFound("no such user")
+            await user_store.revoke_link_codes(conn, user_id)
             await user_store.add_link_code(conn, code, user_id, expires_at)
         return {"code": code, "expires_at": views.iso(expires_at)}
 

@@ -58,11 +58,10 @@ async def post_message(request: web.Request) -> web.Response:
 @user_only
 async def edit_message(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    row, access = await services.messages.editable(
-        principal(request), path_int(request, "message_id")
-    )
+    who = principal(request)
+    row, access = await services.messages.editable(who, path_int(request, "message_id"))
     body = await read_model(request, MessageEdit)
-    message = await services.messages.edit(row, access, body)
+    message = await services.messages.edit(who, row, access, body)
     return json_response({"message": message})
 
 

@@ -123,6 +123,7 @@ _STATEMENTS: dict[str, Executable] = {
         OutboxJob.__table__,
         [
             "chat_id",
+            "lane",
             "kind",
             "payload",
             "status",

@@ -178,11 +178,19 @@ class OutboxJob(Base):
     __table_args__ = (
         Index(None, "status", "next_attempt_at"),
         Index(None, "chat_id", "id"),
+        # A lane's head (its oldest pending job) and the next lane, in one index seek each.
+        Index(None, "status", "lane", "id"),
+        Index(None, "message_id"),
         NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    # Jobs of one lane run one at a time, in id order: "chat:<id>" for a forum chat's jobs,
+    # "<entity_type>:<id>" for a bot answer outside a forum thread (a direct chat).
+    lane: Mapped[str] = mapped_column(String(64))
+    # The forum message an edit job follows: a waiting edit job takes later edits along.
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))  # pending | done | dead
@@ -208,11 +216,24 @@ class LinkCode(Base):
     """A one-time code a user sends to the bot as ``/link CODE``."""
 
     __tablename__ = "link_codes"
+    __table_args__ = (Index(None, "user_id"),)
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class LinkFailure(Base):
+    """A ``/link`` that did not link, kept a while: too many of them block the sender's
+    ``/link`` for a time (bridge/linking.py)."""
+
+    __tablename__ = "link_failures"
+    __table_args__ = (Index(None, "pachca_user_id", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    pachca_user_id: Mapped[int] = mapped_column(BigInteger)
+    failed_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class Setting(Base):

@@ -12,7 +12,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, case, delete, event, exists, func, or_, select, update
+from sqlalchemy import (
+    RowMapping,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,12 +42,39 @@ _one_attempt_less = case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0
 _DUE_FLAG = "outbox_job_due"
 
 
+def chat_lane(chat_id: int) -> str:
+    """The lane of a forum chat's jobs (see ``claim``)."""
+    return f"chat:{chat_id}"
+
+
+def entity_lane(entity_type: str, entity_id: int) -> str:
+    """The lane of messages to one Pachca entity outside a forum chat (a bot's direct chat)."""
+    return f"{entity_type}:{entity_id}"
+
+
+def _lane(chat_id: int | None, lane: str | None) -> str:
+    if chat_id is not None:
+        return chat_lane(chat_id)
+    if lane is None:
+        raise ValueError("a job outside a forum chat needs a lane")
+    return lane
+
+
 def new_job(
-    kind: str, payload: dict[str, Any], *, chat_id: int | None, now: datetime
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    chat_id: int | None,
+    now: datetime,
+    lane: str | None = None,
+    message_id: int | None = None,
 ) -> dict[str, Any]:
-    """The row of a pending job, due now (for writers that insert it themselves)."""
+    """The row of a pending job, due now (for writers that insert it themselves). Its lane is
+    its forum chat's, else ``lane`` (required then)."""
     return {
         "chat_id": chat_id,
+        "lane": _lane(chat_id, lane),
+        "message_id": message_id,
         "kind": kind,
         "payload": payload,
         "status": "pending",
@@ -53,20 +92,49 @@ async def enqueue(
     *,
     chat_id: int | None,
     now: datetime,
+    lane: str | None = None,
+    message_id: int | None = None,
 ) -> None:
     await conn.execute(
         outbox.insert().values(
-            chat_id=chat_id,
-            kind=kind,
-            payload=payload,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
+            new_job(kind, payload, chat_id=chat_id, now=now, lane=lane, message_id=message_id)
         )
     )
     conn.info[_DUE_FLAG] = True
+
+
+async def enqueue_unless_waiting(
+    conn: AsyncConnection,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    chat_id: int,
+    message_id: int,
+    now: datetime,
+) -> bool:
+    """Enqueue a job about ``message_id`` unless one of the same kind waits for it, not yet
+    leased: a job that reads the message's state when it runs (an edit) covers every change
+    made before it starts. True when a job was added.
+
+    The waiting job is claimed by an UPDATE, which holds its row until commit: on
+    PostgreSQL a worker's claim skips it meanwhile (SKIP LOCKED), and a claim in progress
+    makes this wait and then see the lease, so no change is left behind a job that already
+    read the message.
+    """
+    joined = await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.message_id == message_id,
+            outbox.c.kind == kind,
+            outbox.c.status == PENDING,
+            outbox.c.lease_until.is_(None),
+        )
+        .values(updated_at=now)
+    )
+    if joined.rowcount > 0:
+        return False
+    await enqueue(conn, kind, payload, chat_id=chat_id, now=now, message_id=message_id)
+    return True
 
 
 def on_commit_of_due_jobs(engine: AsyncEngine, callback: Callable[[], None]) -> Callable[[], None]:
@@ -92,46 +160,111 @@ def on_commit_of_due_jobs(engine: AsyncEngine, callback: Callable[[], None]) -> 
     return remove
 
 
-def _claimable(now: datetime) -> Any:
-    """Due, not leased by a live worker, and the oldest pending job of its chat: a later job
-    of a chat never runs while an earlier one is pending (waiting, leased or being retried)."""
-    earlier = outbox.alias("earlier")
-    blocked = exists().where(
-        earlier.c.chat_id == outbox.c.chat_id,
-        earlier.c.status == PENDING,
-        earlier.c.id < outbox.c.id,
+# What a lane head carries: enough to tell whether it may run now.
+_HEAD_COLUMNS = ("lane", "id", "next_attempt_at", "lease_until")
+
+
+def _lane_heads() -> Any:
+    """The oldest pending job of every lane that has one (a CTE of ``_HEAD_COLUMNS``).
+
+    A loose index scan over ``ix_outbox_status_lane_id`` (pending jobs ordered by lane, then
+    id): from one lane's head, the next entry past that lane is the next lane's head, one
+    index seek away. The cost follows the number of lanes with pending jobs, not the number
+    of jobs: a lane with thousands queued costs what a lane with one does.
+    """
+    first = (
+        select(*(outbox.c[c] for c in _HEAD_COLUMNS))
+        .where(outbox.c.status == PENDING)
+        .order_by(outbox.c.lane, outbox.c.id)
+        .limit(1)
+        .subquery("first_head")
     )
+    heads = select(*first.c).cte("heads", recursive=True)
+    after = outbox.alias("after")
+    next_head_id = (
+        select(after.c.id)
+        .where(after.c.status == PENDING, after.c.lane > heads.c.lane)
+        # (lane, id), not id alone: only the lane index yields this order, so the planner
+        # cannot choose to walk the primary key past a long lane instead.
+        .order_by(after.c.lane, after.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    head = outbox.alias("head")
+    return heads.union_all(
+        select(*(head.c[c] for c in _HEAD_COLUMNS)).select_from(
+            heads.join(head, head.c.id == next_head_id)
+        )
+    )
+
+
+def _may_run(job: Any, now: Any) -> Any:
+    """Due, and not leased by a live worker. A lane whose head may not run is skipped whole:
+    its later jobs must not overtake the head."""
     return and_(
-        outbox.c.status == PENDING,
-        outbox.c.next_attempt_at <= now,
-        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= now),
-        ~blocked,
+        job.c.next_attempt_at <= now,
+        or_(job.c.lease_until.is_(None), job.c.lease_until <= now),
     )
+
+
+def _claim_statement(dialect: str) -> Any:
+    """Lease the claimable jobs (see ``claim``); built once per dialect, run with bind
+    parameters. The lane heads alone decide what may run: filtering the table instead lets a
+    planner without statistics pick the index on next_attempt_at and scan every pending job.
+    """
+    now = bindparam("now", type_=outbox.c.next_attempt_at.type)
+    limit = bindparam("limit")
+    heads = _lane_heads()
+    runnable = select(heads.c.id).where(_may_run(heads, now))
+    if dialect == "postgresql":
+        # Lock them, looked up by primary key from an array computed first (as a join, the
+        # planner - which cannot know how few heads there are - may walk the whole table),
+        # skipping those another worker is claiming right now. The conditions are repeated
+        # on the locked rows: PostgreSQL checks them again on the newest version of a row,
+        # so a claim committed since this statement's snapshot is seen.
+        candidates = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.id == any_(func.array(runnable.scalar_subquery())),
+                outbox.c.status == PENDING,
+                _may_run(outbox, now),
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    else:
+        candidates = runnable.order_by(heads.c.id).limit(limit)  # one writer: no locks
+    return (
+        update(outbox)
+        .where(outbox.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            lease_until=bindparam("lease_until", type_=outbox.c.lease_until.type),
+            attempts=outbox.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*outbox.c)
+    )
+
+
+_CLAIM = {dialect: _claim_statement(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 async def claim(
     conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
 ) -> list[RowMapping]:
-    """Lease up to ``limit`` claimable jobs, oldest first, counting an attempt on each.
+    """Lease up to ``limit`` claimable jobs, counting an attempt on each.
+
+    At most one job per lane (its head), lanes taken by the age of their head, oldest
+    first: however many jobs one chat or one Pachca user has queued, every other lane's
+    next job is among the next claims.
 
     On PostgreSQL the candidates are locked with ``FOR UPDATE SKIP LOCKED``, so instances
     sharing the table never take the same job; SQLite has a single writer and needs nothing
     (the dialect renders no locking clause).
     """
-    candidates = (
-        select(outbox.c.id)
-        .where(_claimable(now))
-        .order_by(outbox.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    stmt = (
-        update(outbox)
-        .where(outbox.c.id.in_(candidates.scalar_subquery()))
-        .values(lease_until=lease_until, attempts=outbox.c.attempts + 1, updated_at=now)
-        .returning(*outbox.c)
-    )
-    rows = list((await conn.execute(stmt)).mappings())
+    params = {"now": now, "lease_until": lease_until, "limit": limit}
+    rows = list((await conn.execute(_CLAIM[conn.dialect.name], params)).mappings())
     rows.sort(key=lambda r: r["id"])
     return rows
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, select, update
+from sqlalchemy import RowMapping, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.models import LinkCode, Participant, Setting, User
+from store.models import LinkCode, LinkFailure, Participant, Setting, User
 
 users = User.__table__
 link_codes = LinkCode.__table__
+link_failures = LinkFailure.__table__
 settings = Setting.__table__
 participants = Participant.__table__
 
@@ -76,6 +77,11 @@ async def add_link_code(
     )
 
 
+async def revoke_link_codes(conn: AsyncConnection, user_id: str) -> None:
+    """Delete every code the user has (a new one replaces them)."""
+    await conn.execute(delete(link_codes).where(link_codes.c.user_id == user_id))
+
+
 async def use_link_code(conn: AsyncConnection, code: str, now: datetime) -> str | None:
     """Spend a code: the owner's user id, or None when unknown, expired or already used.
 
@@ -98,6 +104,55 @@ async def get_link_code(conn: AsyncConnection, code: str) -> RowMapping | None:
     """A code's row, to tell an expired code from a spent or unknown one."""
     rows = await conn.execute(select(link_codes).where(link_codes.c.code == code))
     return rows.mappings().first()
+
+
+# The first key of the PostgreSQL advisory locks that serialise one Pachca user's /link
+# commands (the second is the user's id); apart from the one-key locks (store/db.py).
+LINK_ATTEMPTS_LOCK = 0x6C696E6B  # "link"
+
+
+async def lock_link_attempts(conn: AsyncConnection, pachca_user_id: int) -> None:
+    """Hold one Pachca user's /link attempts until this transaction ends, so concurrent
+    attempts are counted one after another (PostgreSQL; SQLite has a single writer)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:kind, :key)"),
+            # int4 keys: an id that does not fit shares a lock with another, which only
+            # makes the two wait for each other.
+            {"kind": LINK_ATTEMPTS_LOCK, "key": (pachca_user_id & 0xFFFFFFFF) - 2**31},
+        )
+
+
+async def recent_link_failures(
+    conn: AsyncConnection, pachca_user_id: int, *, limit: int
+) -> list[datetime]:
+    """When the user's latest ``limit`` failed /link attempts were, newest first."""
+    rows = await conn.execute(
+        select(link_failures.c.failed_at)
+        .where(link_failures.c.pachca_user_id == pachca_user_id)
+        .order_by(link_failures.c.failed_at.desc(), link_failures.c.id.desc())
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def add_link_failure(
+    conn: AsyncConnection, pachca_user_id: int, at: datetime, *, forget_before: datetime
+) -> None:
+    """Record a failed /link attempt, and forget the user's ones that no longer matter."""
+    await conn.execute(
+        delete(link_failures).where(
+            link_failures.c.pachca_user_id == pachca_user_id,
+            link_failures.c.failed_at < forget_before,
+        )
+    )
+    await conn.execute(link_failures.insert().values(pachca_user_id=pachca_user_id, failed_at=at))
+
+
+async def prune_link_failures(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Delete failed /link attempts older than ``cutoff``; the number deleted."""
+    result = await conn.execute(delete(link_failures).where(link_failures.c.failed_at < cutoff))
+    return result.rowcount
 
 
 async def get_setting(conn: AsyncConnection, key: str) -> str | None:

@@ -16,6 +16,7 @@ from bot.client import (
     PachcaResponseTooLarge,
     PachcaTimeout,
 )
+from tests.eventually import eventually
 from tests.fakes import FAKE_PACHCA_TOKEN as TOKEN
 from tests.fakes import fake_pachca_fixture  # noqa: F401 - registers the fake_pachca fixture
 from tests.fakes.pachca import FakePachca, spec_errors
@@ -312,6 +313,21 @@ async def test_hang_next_delays_the_answer(fake_pachca: FakePachca, client: Pach
     await post(client)
 
     assert loop.time() - started >= 0.3
+
+
+async def test_hold_next_answers_once_released(
+    fake_pachca: FakePachca, client: PachcaClient
+) -> None:
+    gate = fake_pachca.hold_next(method="POST", path="/messages")
+    held = asyncio.create_task(post(client))
+    await eventually(lambda: fake_pachca.requests_to("POST", "/messages"), what="request")
+    await asyncio.sleep(0)
+    assert not held.done()
+    assert fake_pachca.messages == {}
+
+    gate.set()
+    await held
+    assert len(fake_pachca.messages) == 1
 
 
 async def test_hang_next_times_the_client_out_before_applying(fake_pachca: FakePachca) -> None:

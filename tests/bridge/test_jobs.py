@@ -15,11 +15,13 @@ from bridge.auth import Tokens
 from bridge.config import LiveConfig, parse_config
 from bridge.feed import MemoryFeed
 from bridge.jobs import Maintenance, MaintenanceTuning
+from bridge.linking import FORGET_FAILURES_AFTER
 from bridge.metrics import Metrics
 from bridge.runtime import Runtime, utcnow
 from store import deliveries, migrate
 from store import log as event_store
 from store import outbox as outbox_store
+from store import users as user_store
 from store.db import Database
 from store.models import Event, OutboxJob, WebhookDelivery
 from tests.eventually import eventually
@@ -49,14 +51,25 @@ async def test_prune_removes_only_what_is_past_retention(rt: Runtime) -> None:
                 conn, chat_id=1, type="read", payload="{}", audience=None, created_at=at
             )
             await deliveries.record(conn, f"key-{at.timestamp()}", at)
-            await outbox_store.enqueue(conn, "send_text", {}, chat_id=None, now=at)
+            await outbox_store.enqueue(conn, "send_text", {}, chat_id=None, now=at, lane="user:1")
         for job_id, at in ((1, now - timedelta(days=2)), (2, now)):
             await outbox_store.complete(conn, job_id, now=at)
-        await outbox_store.enqueue(conn, "send_text", {}, chat_id=None, now=old)  # pending
+        await outbox_store.enqueue(
+            conn, "send_text", {}, chat_id=None, now=old, lane="user:1"
+        )  # pending
+        # Wrong /link codes are kept only while they can still block their sender.
+        forgotten = now - FORGET_FAILURES_AFTER - timedelta(seconds=1)
+        for at in (forgotten, now - FORGET_FAILURES_AFTER + timedelta(minutes=1)):
+            await user_store.add_link_failure(conn, 7, at, forget_before=forgotten)
 
     removed = await Maintenance(rt).prune()
 
-    assert removed == {"outbox_done": 1, "webhook_deliveries": 1, "events": 1}
+    assert removed == {
+        "outbox_done": 1,
+        "webhook_deliveries": 1,
+        "events": 1,
+        "link_failures": 1,
+    }
     assert await count(rt.db, Event) == 1
     assert await count(rt.db, WebhookDelivery) == 1
     assert await count(rt.db, OutboxJob) == 2  # the recent done job and the pending one
@@ -68,7 +81,7 @@ async def test_prune_removes_only_what_is_past_retention(rt: Runtime) -> None:
 async def test_abandoned_leases_are_cleared(rt: Runtime) -> None:
     now = utcnow()
     async with rt.db.write() as conn:
-        await outbox_store.enqueue(conn, "send_text", {}, chat_id=None, now=now)
+        await outbox_store.enqueue(conn, "send_text", {}, chat_id=None, now=now, lane="user:1")
         await outbox_store.claim(conn, now=now, lease_until=now - timedelta(seconds=1), limit=1)
     assert await Maintenance(rt).expire_leases() == 1
     assert await Maintenance(rt).expire_leases() == 0
@@ -80,7 +93,9 @@ async def test_the_scheduler_keeps_the_depth_gauge_current(rt: Runtime) -> None:
     maintenance = Maintenance(rt, metrics, tuning)
     async with rt.db.write() as conn:
         for _ in range(3):
-            await outbox_store.enqueue(conn, "send_text", {}, chat_id=None, now=utcnow())
+            await outbox_store.enqueue(
+                conn, "send_text", {}, chat_id=None, now=utcnow(), lane="user:1"
+            )
     maintenance.start()
     try:
 

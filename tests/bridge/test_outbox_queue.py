@@ -67,10 +67,17 @@ async def make_chats(db: Database, n: int) -> list[int]:
     return chats
 
 
-async def add(db: Database, chat_id: int | None, kind: str = "post_message", **at: Any) -> int:
+async def add(
+    db: Database,
+    chat_id: int | None,
+    kind: str = "post_message",
+    *,
+    lane: str = "user:1",  # for a job outside a chat
+    **at: Any,
+) -> int:
     now = at.get("now", utcnow())
     async with db.write() as conn:
-        await q.enqueue(conn, kind, {"n": 1}, chat_id=chat_id, now=now)
+        await q.enqueue(conn, kind, {"n": 1}, chat_id=chat_id, now=now, lane=lane)
         return (await conn.execute(select(OutboxJob.id).order_by(OutboxJob.id.desc()))).scalar()
 
 
@@ -246,3 +253,77 @@ async def test_concurrent_claims_never_take_the_same_job(db: Database) -> None:
     taken = [j for r in results for j in r]
     assert len(taken) == len(set(taken))  # nobody got a job twice
     assert len(taken) == 20  # the first job of each chat; the second waits behind it
+
+
+# --- lanes: one job per lane at a time, lanes taken oldest first ----------------------------
+
+
+async def add_many(db: Database, n: int, *, lane: str) -> list[int]:
+    now = utcnow()
+    async with db.write() as conn:
+        await conn.execute(
+            OutboxJob.__table__.insert(),
+            [q.new_job("send_text", {"n": i}, chat_id=None, lane=lane, now=now) for i in range(n)],
+        )
+        rows = await conn.execute(
+            select(OutboxJob.id).where(OutboxJob.lane == lane).order_by(OutboxJob.id)
+        )
+        return list(rows.scalars())
+
+
+async def test_a_busy_lane_does_not_hold_back_the_others(db: Database) -> None:
+    """500 bot answers waiting for one Pachca user: a new chat's first job is claimed with the
+    first of them, not after them; the user's answers go one at a time, in order."""
+    [chat] = await make_chats(db, 1)
+    answers = await add_many(db, 500, lane=q.entity_lane("user", 4001))
+    opening = await add(db, chat, "open_thread")
+    other_user = await add(db, None, "send_text", lane=q.entity_lane("user", 4002))
+
+    assert await claim(db, limit=8) == [answers[0], opening, other_user]
+    assert await claim(db, limit=8) == []  # each lane's head is leased
+    now = utcnow()
+    async with db.write() as conn:
+        await q.complete(conn, answers[0], now=now)
+    assert await claim(db, limit=8) == [answers[1]]
+
+
+async def test_lanes_are_taken_by_the_age_of_their_head_up_to_the_limit(db: Database) -> None:
+    chats = await make_chats(db, 3)
+    jobs = [await add(db, c) for c in reversed(chats)]  # lane order is not age order
+    answer = await add(db, None, "send_text", lane="thread:77")
+    assert await claim(db, limit=2) == jobs[:2]
+    assert await claim(db, limit=2) == [jobs[2], answer]
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="counts SQLite's virtual machine steps")
+async def test_the_claim_costs_the_same_however_many_jobs_wait_in_a_lane(db: Database) -> None:
+    """The claim seeks from lane to lane in an index; it never walks a lane's jobs."""
+
+    async def claim_steps() -> int:
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0  # go on
+
+        async with db.sqlite_turn() as raw:
+            raw.set_progress_handler(count, 100)  # called every 100 VM instructions
+        try:
+            now = utcnow()
+            async with db.write() as conn:
+                await q.claim(conn, now=now, lease_until=now + LEASE, limit=8)
+                await conn.rollback()  # measure again on the same jobs
+        finally:
+            async with db.sqlite_turn() as raw:
+                raw.set_progress_handler(None, 0)
+        return steps
+
+    [chat] = await make_chats(db, 1)
+    await add(db, chat)
+    await add_many(db, 10, lane="user:1")
+    few = await claim_steps()
+    await add_many(db, 3000, lane="user:1")
+    many = await claim_steps()
+    # Walking the lane would cost ~300 times as much; an index seek grows with log(n).
+    assert many <= few * 1.5 + 10, (few, many)

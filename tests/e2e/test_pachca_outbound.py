@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from bot.mentions import WORD_JOINER as WJ
 from bridge.config import parse_config
 from bridge.outbox import OutboxTuning
 from bridge.runtime import utcnow
@@ -27,6 +29,7 @@ from tests.fakes import (
     fake_pachca_fixture,  # noqa: F401 - registers the fake_pachca fixture
 )
 from tests.fakes.pachca import FakePachca
+from tests.fakes.webhooks import message_event, signed
 from tests.world import World
 
 CHANNEL = 111
@@ -45,6 +48,7 @@ FAST = OutboxTuning(
     stop_grace_s=0.3,
 )
 ADMIN = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+_webhook_message_ids = itertools.count(600_001)
 
 AppFactory = Callable[..., Awaitable[tuple[TestClient, World]]]
 
@@ -631,3 +635,139 @@ async def test_a_web_post_into_an_open_thread_wakes_the_worker(
     message = await world.post(student, chat["id"], "after the thread is open")
 
     await eventually(lambda: pachca_id_of(database, message["id"]), within=10, what="posted")
+
+
+# --- hardening: coalesced edits, fair lanes, inert mentions ----------------------------------
+
+SIGNING_SECRET = "e2e-signing-secret"
+
+
+async def test_a_burst_of_edits_makes_at_most_two_deliveries_carrying_the_final_text(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    # Long enough that the held edit below never times out.
+    client, world = await start(request_timeout_s=30)
+    student, chat, _ = await open_chat(world, database)
+    message = await world.post(student, chat["id"], "draft")
+    pachca_id = await eventually(lambda: pachca_id_of(database, message["id"]), what="posted")
+    released = fake_pachca.hold_next(method="PUT", path="/messages/*")  # Pachca is slow
+
+    async def edit(n: int) -> None:
+        resp = await client.patch(
+            f"/api/v1/messages/{message['id']}",
+            json={"content": f"edit {n}"},
+            headers=world.auth(student),
+        )
+        assert resp.status == 200
+
+    await edit(1)
+    await eventually(lambda: fake_pachca.requests_to("PUT"), what="the first edit in flight")
+    for n in range(2, 51):
+        await edit(n)
+    # The job in flight, and one waiting that carries every later edit.
+    assert [j["kind"] for j in await jobs(database)].count("edit_message") == 2
+
+    released.set()
+    await eventually(lambda: all_done(database), what="jobs done")
+    sent = [r.json["message"]["content"] for r in fake_pachca.requests_to("PUT", "/messages/*")]
+    assert sent == ["edit 1", "edit 50"]
+    assert fake_pachca.messages[pachca_id]["content"] == "edit 50"
+    assert fake_pachca.violations == []
+
+
+def direct_command(content: str, pachca_user_id: int, bot_user_id: int) -> dict[str, Any]:
+    return message_event(
+        id=next(_webhook_message_ids),
+        entity_type="user",
+        entity_id=bot_user_id,
+        chat_id=700_000 + pachca_user_id,
+        user_id=pachca_user_id,
+        content=content,
+    )
+
+
+async def deliver(client: TestClient, body: dict[str, Any]) -> None:
+    raw, headers = signed(body, SIGNING_SECRET)
+    resp = await client.post("/webhooks/pachca", data=raw, headers=headers)
+    assert resp.status == 200, await resp.text()
+
+
+async def test_500_bot_answers_to_one_user_do_not_hold_back_a_new_thread(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    bot = fake_pachca.bot_user_id
+    client, world = await start(enabled=False, signing_secret=SIGNING_SECRET, bot_user_id=bot)
+    for _ in range(500):  # one person asks for /help over and over while Pachca is off
+        await deliver(client, direct_command("/help", 4001, bot))
+    _, _, chat = await enrolled_pair(world, pachca_user_id=TEACHER_PACHCA_ID)
+
+    live = client.app[SERVICES].rt.live
+    live.current = live.current.model_copy(
+        update={"pachca": live.current.pachca.model_copy(update={"enabled": True})}
+    )
+    await eventually(lambda: thread_open(database, chat["id"]), what="thread open")
+
+    posts = [r.json["message"] for r in fake_pachca.requests_to("POST", "/messages")]
+    root = next(i for i, m in enumerate(posts) if m["entity_type"] == "discussion")
+    # The thread opened with the first claim (at most 8 jobs), not behind 500 answers.
+    assert root < 8, root
+    assert fake_pachca.violations == []
+
+
+async def test_mentions_reach_pachca_inert_and_the_forum_keeps_the_text(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    bot = fake_pachca.bot_user_id
+    client, world = await start(signing_secret=SIGNING_SECRET, bot_user_id=bot)
+    teacher = await world.user("teacher", name="Tess @here", pachca_user_id=TEACHER_PACHCA_ID)
+    student = await world.user("student", name="@all")
+    chat = (await world.enroll(student, teacher)).subject_chat
+    assert chat["title"].endswith("@all")
+    row = await eventually(lambda: thread_open(database, chat["id"]), what="thread open")
+    # The root message is the chat's title: the student's name must not ping the channel.
+    root = fake_pachca.messages[row["pachca_root_message_id"]]
+    assert root["content"] == chat["title"].replace("@all", f"@{WJ}all")
+
+    text = "Hi @all and @here, ask @someone or <@42>"
+    message = await world.post(student, chat["id"], text)
+    pachca_id = await eventually(lambda: pachca_id_of(database, message["id"]), what="posted")
+    sent = fake_pachca.messages[pachca_id]
+    assert sent["content"] == f"Hi @{WJ}all and @{WJ}here, ask @{WJ}someone or <@{WJ}42>"
+    assert sent["display_name"] == f"@{WJ}all"
+    reply = await world.post(teacher, chat["id"], "see you")
+    reply_id = await eventually(lambda: pachca_id_of(database, reply["id"]), what="posted")
+    assert fake_pachca.messages[reply_id]["display_name"] == f"Tess @{WJ}here"
+
+    resp = await client.patch(
+        f"/api/v1/messages/{message['id']}",
+        json={"content": "@here again"},
+        headers=world.auth(student),
+    )
+    assert resp.status == 200
+    await eventually(
+        lambda: fake_pachca.messages[pachca_id]["content"] == f"@{WJ}here again", what="edit"
+    )
+    [edit] = fake_pachca.requests_to("PUT", f"/messages/{pachca_id}")
+    assert edit.json["message"]["display_name"] == f"@{WJ}all"
+    # The forum keeps what was written.
+    page = await client.get(f"/api/v1/chats/{chat['id']}/messages", headers=world.auth(student))
+    stored = {m["id"]: m["content"] for m in (await page.json())["messages"]}
+    assert stored[message["id"]] == "@here again"
+
+    # A bot answer quoting the title (/threads) is inert too.
+    await deliver(client, direct_command("/threads", TEACHER_PACHCA_ID, bot))
+
+    def answer() -> str | None:
+        return next(
+            (
+                m["content"]
+                for m in fake_pachca.messages.values()
+                if m["entity_type"] == "user" and m["entity_id"] == TEACHER_PACHCA_ID
+            ),
+            None,
+        )
+
+    listed = await eventually(answer, what="the /threads answer")
+    assert f"@{WJ}all" in listed
+    assert "@all" not in listed
+    assert fake_pachca.violations == []

@@ -169,6 +169,7 @@ class _Fault:
     stream: Handler | None = None  # likewise, for an answer written piece by piece
     delay: float = 0.0
     delay_after_handling: bool = False
+    gate: asyncio.Event | None = None  # handled only once this is set
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -317,6 +318,15 @@ class FakePachca:
         self._faults.append(
             _Fault(n, method, path, delay=seconds, delay_after_handling=after_handling)
         )
+
+    def hold_next(
+        self, n: int = 1, *, method: str | None = None, path: str | None = None
+    ) -> asyncio.Event:
+        """Keep the next `n` matching requests waiting until the returned event is set, then
+        handle them normally: a Pachca that is slow for exactly as long as a test needs."""
+        gate = asyncio.Event()
+        self._faults.append(_Fault(n, method, path, gate=gate))
+        return gate
 
     def malformed_next(
         self,
@@ -508,6 +518,8 @@ class FakePachca:
         fault = next((f for f in self._faults if f.matches(request.method, path)), None)
         if fault is not None:
             fault.remaining -= 1
+            if fault.gate is not None:
+                await self._wait_for(fault.gate)
             if not fault.delay_after_handling:
                 await self._sleep(fault.delay)
             if fault.respond is not None:
@@ -565,6 +577,15 @@ class FakePachca:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), seconds)
+
+    async def _wait_for(self, gate: asyncio.Event) -> None:
+        """Until ``gate`` is set or the fake shuts down."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (gate, self._closing)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     # --- handlers -------------------------------------------------------------------------
 

@@ -6,15 +6,19 @@ the command came from.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from bridge.config import Config
+from handlers.app import create_app
 from store.db import Database
-from store.models import LinkCode
+from store.models import LinkCode, LinkFailure
 from tests.fakes.webhooks import message_event
 from tests.handlers.webhook_kit import (
     BOT_USER_ID,
@@ -22,6 +26,7 @@ from tests.handlers.webhook_kit import (
     Forum,
     build_forum,
     chat_messages,
+    count,
     counts,
     deliver_ok,
     map_thread,
@@ -222,3 +227,114 @@ async def test_the_bots_own_answer_coming_back_is_not_a_command(
     before = await counts(database)
     await deliver_ok(client, direct(answer["content"], user_id=BOT_USER_ID))
     assert (await counts(database))["outbox"] == before["outbox"]
+
+
+# --- link codes: format, revocation, and the lockout after wrong codes ----------------------
+
+
+async def test_a_link_code_is_long_and_typed_in_any_case_with_or_without_dashes(
+    client: TestClient, world: World, database: Database
+) -> None:
+    teacher = await world.user("teacher")
+    code = await link_code(client, world, teacher)
+    # 12 characters of a 32-letter alphabet (60 bits), grouped by four.
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){2}", code), code
+    await deliver_ok(client, direct(f"/link {code.replace('-', '').lower()}"))
+    assert await pachca_user_id(database, teacher) == NEWCOMER_PACHCA_ID
+
+
+async def test_a_new_code_revokes_the_old_one(
+    client: TestClient, world: World, database: Database
+) -> None:
+    teacher = await world.user("teacher")
+    old = await link_code(client, world, teacher)
+    new = await link_code(client, world, teacher)
+    assert new != old
+
+    await deliver_ok(client, direct(f"/link {old}"))
+    assert await pachca_user_id(database, teacher) is None
+    await deliver_ok(client, direct(f"/link {new}"))
+    assert await pachca_user_id(database, teacher) == NEWCOMER_PACHCA_ID
+    refused, linked = await answers(database)
+    assert "not valid" in refused["content"]
+    assert linked["content"].startswith("Done")
+
+
+async def move_link_failures_back(database: Database, by: timedelta) -> None:
+    """Age every recorded wrong /link code, as if ``by`` had passed."""
+    table = LinkFailure.__table__
+    async with database.write() as conn:
+        rows = (await conn.execute(select(table.c.id, table.c.failed_at))).all()
+        for row_id, failed_at in rows:
+            await conn.execute(
+                update(table).where(table.c.id == row_id).values(failed_at=failed_at - by)
+            )
+
+
+async def test_five_wrong_codes_block_link_for_15_minutes_even_with_the_right_code(
+    client: TestClient,
+    world: World,
+    database: Database,
+    config: Config,
+    aiohttp_client: Any,
+) -> None:
+    teacher = await world.user("teacher")
+    code = await link_code(client, world, teacher)
+    for n in range(5):
+        await deliver_ok(client, direct(f"/link WRONG{n:03d}CODE"))
+    said = [a["content"] for a in await answers(database)]
+    assert len(said) == 5
+    assert all("not valid" in text for text in said)
+    assert not any("blocked" in text for text in said[:4])
+    # The fifth answer says so once...
+    assert "/link is blocked for 15 minutes" in said[4]
+
+    # ...then /link is ignored, silently, the right code included: nothing linked, no answer.
+    await deliver_ok(client, direct(f"/link {code}"))
+    assert await pachca_user_id(database, teacher) is None
+    assert len(await answers(database)) == 5
+    # Other commands are still answered, and other Pachca users are not blocked.
+    await deliver_ok(client, direct("/help"))
+    assert len(await answers(database)) == 6
+    other = await world.user("teacher")
+    await deliver_ok(client, direct(f"/link {await link_code(client, world, other)}", 4002))
+    assert await pachca_user_id(database, other) == 4002
+
+    # The block is kept in the database: another instance (or a restart) keeps it.
+    second = await aiohttp_client(create_app(config, db=database))
+    await deliver_ok(second, direct(f"/link {code}"))
+    assert await pachca_user_id(database, teacher) is None
+
+    # Almost 15 minutes later, still blocked; once they have passed, the code works.
+    await move_link_failures_back(database, timedelta(minutes=14, seconds=50))
+    await deliver_ok(second, direct(f"/link {code}"))
+    assert await pachca_user_id(database, teacher) is None
+    await move_link_failures_back(database, timedelta(seconds=11))
+    await deliver_ok(second, direct(f"/link {code}"))
+    assert await pachca_user_id(database, teacher) == NEWCOMER_PACHCA_ID
+    assert (await answers(database))[-1]["content"].startswith("Done")
+
+
+async def test_wrong_codes_spread_over_more_than_15_minutes_block_nothing(
+    client: TestClient, world: World, database: Database
+) -> None:
+    teacher = await world.user("teacher")
+    for n in range(4):
+        await deliver_ok(client, direct(f"/link WRONG{n:03d}CODE"))
+    await move_link_failures_back(database, timedelta(minutes=15))
+    await deliver_ok(client, direct("/link WRONG999CODE"))  # the fifth, but 15 minutes on
+    await deliver_ok(client, direct(f"/link {await link_code(client, world, teacher)}"))
+    assert await pachca_user_id(database, teacher) == NEWCOMER_PACHCA_ID
+    assert not any("blocked" in a["content"] for a in await answers(database))
+
+
+async def test_wrong_codes_sent_at_once_are_counted_one_after_another(
+    client: TestClient, database: Database
+) -> None:
+    """Concurrent /link attempts of one Pachca user (instances share the database) cannot
+    slip past the limit: exactly five are tried and answered, the rest are ignored."""
+    await asyncio.gather(
+        *(deliver_ok(client, direct(f"/link WRONG{n:03d}CODE")) for n in range(12))
+    )
+    assert len(await answers(database)) == 5
+    assert await count(database, LinkFailure) == 5

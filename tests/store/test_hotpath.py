@@ -13,6 +13,7 @@ from store import forum, migrate, users
 from store.db import Database
 from store.hotpath import Conflict, HotPath
 from store.models import Chat, Event, Message, OutboxJob
+from store.outbox import chat_lane
 
 NOW = datetime(2026, 11, 25, 8, 30, 15, 123456, tzinfo=UTC)
 
@@ -74,6 +75,7 @@ def post(chat_id: int, client_id: str | None = None) -> tuple[dict, dict, dict]:
     }
     outbox = {
         "chat_id": chat_id,
+        "lane": chat_lane(chat_id),
         "kind": "post_message",
         "payload": {},
         "status": "pending",
