@@ -101,6 +101,7 @@ class App {
   // --- loading ------------------------------------------------------------------------
 
   onReady(frame) {
+    if (!performance.getEntriesByName("bridge:ready").length) performance.mark("bridge:ready");
     this.me = { ...frame.user };
     byId("me-name").textContent = `${frame.user.name} (${roleName(frame.user.role)})`;
     // A fresh connection, or history that no longer reaches back: what is on screen may
@@ -455,7 +456,9 @@ class App {
     if (!this.chats.get(chatId)) {
       this.refreshChat(chatId); // a chat this page has not heard of yet
     } else {
-      const seen = open !== null && document.visibilityState === "visible";
+      // On screen now (the reader is at the bottom of this chat): not unread; the read mark
+      // follows as it is seen.
+      const seen = open !== null && document.visibilityState === "visible" && this.view.nearBottom();
       if (this.chats.messageCreated(message, this.me.id, { seen })) this.renderChats();
     }
     if (open) this.renderMessages();
@@ -652,6 +655,7 @@ function showSignIn(message = "") {
 let app = null;
 
 function main() {
+  performance.mark("bridge:start"); // the modules are loaded and run
   translatePage();
   byId("signin").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -188,9 +188,10 @@ export class MessageListView {
     return h(
       "ul",
       { class: "msg-files" },
-      files.map((file) =>
-        h("li", {}, INLINE_IMAGES.has(file.content_type) ? this.drawImage(file) : this.drawLink(file)),
-      ),
+      files.map((file) => {
+        if (!safeUrl(file.url)) return h("li", { text: file.name });
+        return h("li", {}, INLINE_IMAGES.has(file.content_type) ? this.drawImage(file) : this.drawLink(file));
+      }),
     );
   }
 
@@ -210,13 +211,14 @@ export class MessageListView {
         return;
       }
       renewed = true;
-      this.hooks.renewFile(file).then(
-        (fresh) => {
+      this.hooks
+        .renewFile(file)
+        .then((fresh) => {
+          if (!safeUrl(fresh.url)) throw new Error("not a file link");
           img.src = fresh.url;
           link.href = fresh.url;
-        },
-        () => img.dispatchEvent(new Event("error")),
-      );
+        })
+        .catch(() => img.dispatchEvent(new Event("error")));
     });
     return link;
   }
@@ -233,8 +235,9 @@ export class MessageListView {
       event.preventDefault();
       this.hooks.renewFile(file).then(
         (fresh) => {
-          link.href = fresh.url;
-          location.assign(fresh.url);
+          const url = safeUrl(fresh.url) ? fresh.url : file.url;
+          link.href = url;
+          location.assign(url);
         },
         () => location.assign(file.url),
       );
@@ -350,6 +353,15 @@ function signature(m, ctx, byId, confirmingDelete) {
     ctx.me,
     Boolean(m.id) && confirmingDelete === m.id,
   ]);
+}
+
+/** Only http(s) links (relative ones included) become src or href: never javascript: or data:. */
+function safeUrl(url) {
+  try {
+    return ["http:", "https:"].includes(new URL(url, location.href).protocol);
+  } catch {
+    return false;
+  }
 }
 
 function clip(text, max) {
