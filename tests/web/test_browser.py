@@ -453,6 +453,40 @@ async def test_an_inactive_chat_is_marked_and_read_only(
     assert_no_console_errors(tab)
 
 
+@bounded
+async def test_chat_changes_arrive_live(open_tab: OpenTab, api: World, school: School) -> None:
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    page = student.page
+    await expect(page.locator("#composer")).to_be_visible()
+    # A new enrollment: its chat appears at the top.
+    await api.enroll(school.student, school.teacher, subject=("chem", "Chemistry"))
+    await expect(page.locator(".chat-item").nth(0)).to_contain_text("Chemistry")
+    # The open chat is closed by the platform: read-only at once.
+    body = {
+        "student_id": school.student,
+        "teacher_id": school.teacher,
+        "subject": {"id": "math", "name": "Math"},
+        "active": False,
+    }
+    resp = await api.client.put(
+        f"/api/v1/enrollments/{school.math_enrollment}", json=body, headers=api.service
+    )
+    assert resp.status == 200, await resp.text()
+    await expect(page.locator("#composer")).to_be_hidden()
+    await expect(page.locator("#chat-notice")).to_contain_text("This chat is closed")
+    await expect(student.chat_link("Math").locator(".tag")).to_have_text("read-only")
+    # And deleted: it leaves the list and the screen, saying so.
+    resp = await api.client.delete(
+        f"/api/v1/enrollments/{school.math_enrollment}", headers=api.service
+    )
+    assert resp.status == 204, await resp.text()
+    await expect(student.chat_link("Math")).to_have_count(0)
+    await expect(page.locator("#notice")).to_have_text("This chat was removed.")
+    await expect(page.locator("#chat-placeholder")).to_be_visible()
+    assert "chat=" not in page.url
+    assert_no_console_errors(student)
+
+
 # --- signing in, languages, phones, files ------------------------------------------------
 
 
