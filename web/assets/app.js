@@ -20,6 +20,9 @@ const NOTICE_MS = 6000;
 class App {
   constructor(token) {
     this.client = new BridgeClient({ token });
+    // The feed's handshake is the slowest step of a first visit: it starts before anything
+    // else is built. Its frames arrive in later tasks, after start() has added the listeners.
+    this.client.connect();
     this.me = { id: tokenSubject(token), name: null, role: null };
     this.chats = new ChatList();
     this.outbox = new Outbox();
@@ -75,7 +78,6 @@ class App {
     c.on("sent", ({ chatId, clientId, message }) => this.confirmSent(chatId, clientId, message));
     c.on("event", (event) => this.onEvent(event));
     c.on("typing", (frame) => this.onTyping(frame));
-    c.connect();
     this.fallback = setTimeout(() => {
       if (this.chatsState === "loading") this.reload();
     }, NO_FEED_FALLBACK_MS);
@@ -656,6 +658,8 @@ let app = null;
 
 function main() {
   performance.mark("bridge:start"); // the modules are loaded and run
+  const token = takeToken();
+  if (token) app = new App(token);
   translatePage();
   byId("signin").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -664,13 +668,11 @@ function main() {
     saveToken(token);
     location.reload();
   });
-  const token = takeToken();
-  if (!token) {
+  if (!app) {
     showSignIn();
     return;
   }
   show(byId("app"), true);
-  app = new App(token);
   app.start();
 }
 
