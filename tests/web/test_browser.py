@@ -165,6 +165,7 @@ async def test_student_and_teacher_talk(
     # Editing: Escape cancels, Enter saves; the other side sees the text and the mark.
     own = student.message("Hello! Is this right?")
     await own.hover()
+    await expect(own.locator("time")).to_have_attribute("title", re.compile(r"\d{4}"))  # full date
     await own.get_by_role("button", name="Edit").click()
     await expect(box).to_have_value("Hello! Is this right?")
     await expect(page.locator("#composer-banner")).to_have_text(re.compile("Editing"))

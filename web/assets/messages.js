@@ -28,6 +28,11 @@ export class MessageListView {
       threshold: 0.5,
     });
     scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    // Full dates as tooltips, written when first pointed at or focused rather than for
+    // every message drawn.
+    for (const type of ["pointerover", "focusin"]) {
+      list.addEventListener(type, (event) => fullDateTitle(event.target), { passive: true });
+    }
   }
 
   /** Start over for another chat. */
@@ -45,9 +50,11 @@ export class MessageListView {
   render(items, ctx) {
     this.ctx = ctx;
     this.names = new Map((ctx.chat?.participants ?? []).map((p) => [p.id, p.name]));
-    const wasNearBottom = this.nearBottom();
-    const before = this.scroller.scrollHeight;
-    const beforeTop = this.scroller.scrollTop;
+    // Where the reader was (a layout read: skipped while nothing is drawn yet).
+    const empty = this.nodes.size === 0;
+    const wasNearBottom = empty || this.nearBottom();
+    const before = empty ? 0 : this.scroller.scrollHeight;
+    const beforeTop = empty ? 0 : this.scroller.scrollTop;
     const firstKey = this.listEl.firstElementChild?.dataset.key ?? null;
 
     const byId = new Map(items.filter((m) => m.id).map((m) => [m.id, m]));
@@ -146,11 +153,7 @@ export class MessageListView {
     const classes = ["msg", mine ? "mine" : "theirs"];
     if (m.pending) classes.push(m.pending.state === "failed" ? "failed" : "sending");
     const edited = m.edited_at
-      ? h("span", {
-          class: "msg-edited",
-          text: t("edited"),
-          title: t("editedAt", { time: longTime(m.edited_at) }),
-        })
+      ? h("span", { class: "msg-edited", text: t("edited"), dataset: { at: m.edited_at } })
       : null;
     const confirming = Boolean(m.id) && this.confirmingDelete === m.id;
     return h(
@@ -160,11 +163,7 @@ export class MessageListView {
         "div",
         { class: "msg-meta" },
         h("span", { class: "msg-author", text: mine ? t("you") : m.sender.name }),
-        h("time", {
-          datetime: m.created_at,
-          title: longTime(m.created_at),
-          text: shortTime(m.created_at),
-        }),
+        h("time", { datetime: m.created_at, text: shortTime(m.created_at) }),
         edited,
         m.pending || confirming ? null : this.drawActions(m, mine, ctx),
       ),
@@ -353,6 +352,16 @@ function signature(m, ctx, byId, confirmingDelete) {
     ctx.me,
     Boolean(m.id) && confirmingDelete === m.id,
   ]);
+}
+
+function fullDateTitle(target) {
+  const el = target instanceof Element ? target.closest(".msg") : null;
+  if (!el || el.dataset.titled) return;
+  el.dataset.titled = "1";
+  const time = el.querySelector("time");
+  if (time) time.title = longTime(time.dateTime);
+  const edited = el.querySelector(".msg-edited");
+  if (edited) edited.title = t("editedAt", { time: longTime(edited.dataset.at) });
 }
 
 /** Only http(s) links (relative ones included) become src or href: never javascript: or data:. */
