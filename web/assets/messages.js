@@ -44,9 +44,10 @@ export class MessageListView {
     this.topEl.textContent = "";
   }
 
-  /** Draw `items` (confirmed messages by id, then pending ones) for `ctx`:
-   * {me, canPost, canReact, chat, loadingOlder, hasOlder, loaded}. `stick`: keep the
-   * bottom in view when the reader was there. */
+  /** Draw `items` (confirmed messages by id, then pending ones) for `ctx`: {me, chat,
+   * canPost, loaded, hasOlder, loadingOlder, loadError, stickToBottom}. The bottom stays in
+   * view when the reader was there (or `stickToBottom`); older messages arriving above keep
+   * the reader's place. */
   render(items, ctx) {
     this.ctx = ctx;
     this.names = new Map((ctx.chat?.participants ?? []).map((p) => [p.id, p.name]));
