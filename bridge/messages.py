@@ -61,6 +61,7 @@ async def write_new_message(
         "reply_to_id": row.get("reply_to_id"),
         "source": row["source"],
         "read_by": [],
+        "client_id": row.get("client_id"),
     }
     payload = b""
 

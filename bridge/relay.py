@@ -246,6 +246,7 @@ class Relay:
             "reply_to_id": reply_to_id,
             "source": "pachca",
             "read_by": [],
+            "client_id": None,  # only web clients give one
         }
         event = await self.rt.events.append(
             conn, ev.MESSAGE_CREATED, access.id, {"message": message}, now

@@ -52,6 +52,7 @@ def message_obj(
         "reply_to_id": col("reply_to_id"),
         "source": col("source"),
         "read_by": read_by(col("id"), col("sender_id"), marks),
+        "client_id": col("client_id"),
     }
 
 

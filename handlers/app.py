@@ -17,6 +17,7 @@ from bridge.reload import ConfigWatcher
 from bridge.runtime import Runtime
 from bridge.services import Services
 from handlers import admin, background, forum, ops, platform, webhooks, ws
+from handlers import web as web_client
 from handlers.errors import render_errors
 from handlers.keys import METRICS, SERVICES
 from handlers.middleware import request_context
@@ -34,6 +35,7 @@ FEATURES: list[Callable[[web.Application], None]] = [
     ws.setup,
     admin.setup,
     background.setup,
+    web_client.setup,
 ]
 
 

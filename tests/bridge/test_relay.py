@@ -64,6 +64,7 @@ async def test_teacher_reply_reaches_the_students_chat(
     assert message["sender"] == {"id": forum.teacher, "name": "Tom Teacher", "role": "teacher"}
     assert message["created_at"] == T0.isoformat()
     assert message["edited_at"] is None
+    assert message["client_id"] is None  # only web clients give one
     # The feed carries the same message object the REST list shows.
     [event] = await events(client, world, since)
     assert event["type"] == "message.created"
@@ -142,6 +143,7 @@ async def test_edits_in_order_are_mirrored(client: TestClient, world: World, for
 async def test_an_update_before_its_new_event_stands_for_it(
     client: TestClient, world: World, forum: Forum
 ) -> None:
+    since = (await events(client, world))[-1]["event_id"]
     pachca_id = next_message_id()
     edited = T0 + timedelta(minutes=1)
     await deliver_ok(
@@ -154,6 +156,8 @@ async def test_an_update_before_its_new_event_stands_for_it(
     [message] = await chat_messages(world, forum.student, forum.subject_chat)
     assert message["content"] == "edited"
     assert message["edited_at"] == edited.isoformat()
+    [created] = await events(client, world, since)
+    assert created["type"] == "message.created" and created["message"] == message
 
 
 async def test_delete_is_mirrored_and_last_message_recomputed(

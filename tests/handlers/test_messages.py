@@ -26,6 +26,7 @@ MESSAGE_KEYS = {
     "reply_to_id",
     "source",
     "read_by",
+    "client_id",
 }
 
 
@@ -126,6 +127,7 @@ async def test_posted_message_is_stored_and_visible_to_both(
     assert posted["reply_to_id"] is None
     assert posted["source"] == "web"
     assert posted["read_by"] == []
+    assert posted["client_id"] is None
     assert datetime.fromisoformat(posted["created_at"]).tzinfo is not None
 
     reply = await world.post(pair.teacher, pair.chat, "Yes, looking now.")
@@ -516,6 +518,32 @@ async def test_repeated_client_id_returns_the_first_message(
     listed = await page(client, world, pair.teacher, pair.chat)
     assert listed["total"] == 1 and listed["messages"] == [created]
     assert await events_after(client, world, since) == []
+
+
+async def test_client_id_is_echoed_in_every_message_object(
+    client: TestClient, world: World, pair: Pair
+) -> None:
+    # A web client matches its optimistic copy by client_id, whichever copy reaches it first.
+    since = await last_event_id(client, world)
+    ws = await client.ws_connect(f"/api/v1/ws?token={world.token(pair.teacher)}")
+    try:
+        assert (await ws.receive_json(timeout=10))["type"] == "ready"
+        posted = await world.post(pair.student, pair.chat, "matched", client_id="tab-1:42")
+        frame = await ws.receive_json(timeout=10)
+    finally:
+        await ws.close()
+    assert posted["client_id"] == "tab-1:42"
+    assert frame["type"] == "message.created" and frame["message"] == posted
+    [event] = await events_after(client, world, since)
+    assert event["message"] == posted
+    assert (await page(client, world, pair.teacher, pair.chat))["messages"] == [posted]
+    assert (await get_chat(client, world, pair.teacher, pair.chat))["last_message"] == posted
+    edited = await client.patch(
+        f"/api/v1/messages/{posted['id']}", json={"content": "m"}, headers=world.auth(pair.student)
+    )
+    assert (await edited.json())["message"]["client_id"] == "tab-1:42"
+    plain = await world.post(pair.student, pair.chat, "no id given")
+    assert plain["client_id"] is None
 
 
 async def test_concurrent_posts_with_one_client_id_make_one_message(
