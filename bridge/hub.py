@@ -58,6 +58,10 @@ TYPING_INTERVAL_S = 2.0  # at most one typing relay per user per chat in this lo
 CHECK_INTERVAL_S = 2.0  # the sequencer's safety net, and typing-throttle housekeeping
 REPLAY_PAGE = 500
 RECHECK_BATCH = 500  # sockets re-verified (or users read) before letting others run
+# Control messages travel at most once, like events: every this many checks (a minute) the
+# sockets are checked against the users table and the token rules anyway, which bounds how
+# long a lost message matters.
+SWEEP_EVERY_CHECKS = 30
 SHUTDOWN_FLUSH_S = 2.0  # on shutdown, how long queued frames get to go out
 SHUTDOWN_TOTAL_S = 5.0
 
@@ -204,11 +208,15 @@ class Hub:
                 await asyncio.gather(*(close(c) for c in conns), return_exceptions=True)
 
     async def _check_loop(self) -> None:
+        checks = 0
         while True:
             await asyncio.sleep(CHECK_INTERVAL_S)
             self._prune_typing()
             if not self.conns:
                 continue  # nobody to deliver to; joiners read the log themselves
+            checks += 1
+            if checks % SWEEP_EVERY_CHECKS == 0:
+                self._schedule_recheck(roles=True)
             try:
                 await self.sequencer.check()
             except Exception as exc:

@@ -133,9 +133,7 @@ _STATEMENTS: dict[str, Executable] = {
         ],
         returning=False,
     ),
-    "event": _insert(
-        Event.__table__, ["chat_id", "type", "payload", "audience", "created_at"], returning=True
-    ),
+    "event": _insert(Event.__table__, ["chat_id", "type", "payload", "created_at"], returning=True),
 }
 
 
