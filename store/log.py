@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select
+from sqlalchemy import RowMapping, delete, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.models import Event, EventAudience
@@ -68,7 +69,7 @@ async def for_viewer(
         first_ids = (
             select(events.c.id)
             .where(events.c.chat_id.in_(chat_ids), events.c.id > since)
-            .order_by(events.c.id)
+            .order_by(_by_id_not_by_key(conn))
             .limit(limit)
         )
         rows = await conn.execute(
@@ -84,6 +85,16 @@ async def for_viewer(
     )
     found.update((r["id"], r) for r in rows.mappings())
     return [found[i] for i in sorted(found)[:limit]]
+
+
+def _by_id_not_by_key(conn: AsyncConnection) -> Any:
+    """The sort key of a viewer's chat events. On PostgreSQL it is ``id + 0``, so that no plan
+    can walk the primary key in id order filtering by chat (reading the log from ``since``
+    on): the generic plan of this prepared statement, used from its sixth run, did just that.
+    SQLite plans it well as it is, and sorts a plain column faster."""
+    if conn.dialect.name == "postgresql":
+        return events.c.id + literal_column("0")
+    return events.c.id
 
 
 async def audiences_between(
