@@ -8,7 +8,8 @@ over the platform API; stops the service and writes `--events` events straight i
 `chat.updated` addressed to the student and someone else); starts the service again. Then the
 student joins `--joins` times with `since` set to the log's first event (the whole log lies
 after it), then 10,000 events back, then without `since`, and each join is timed from the
-upgrade request to the `ready` frame. Prints the median, p90 and max of each.
+upgrade request to the `ready` frame. Prints the median, p90 and max of each, and the server's
+CPU time per join (user + system, from /proc; steadier than wall time on a busy machine).
 
     .venv/bin/python bench/replay.py --events 300000 --joins 50
 """
@@ -150,20 +151,25 @@ async def join(session: aiohttp.ClientSession, url: str) -> tuple[float, int]:
     raise RuntimeError(f"closed before ready: {ws.close_code}")
 
 
-async def measure(session: aiohttp.ClientSession, url: str, joins: int) -> tuple[list[float], int]:
+async def measure(
+    session: aiohttp.ClientSession, server: Server, url: str, joins: int
+) -> tuple[list[float], float, int]:
+    """Sorted join times, the server's CPU seconds per join, and how many were replayed."""
     await join(session, url)  # warm-up
     times, replayed = [], 0
+    cpu0 = server.cpu_seconds()
     for _ in range(joins):
         took, replayed = await join(session, url)
         times.append(took)
-    return sorted(times), replayed
+    return sorted(times), (server.cpu_seconds() - cpu0) / joins, replayed
 
 
-def summary(label: str, times: list[float], replayed: int) -> str:
+def summary(label: str, times: list[float], cpu: float, replayed: int) -> str:
     p90 = times[max(0, int(len(times) * 0.9) - 1)]
     return (
         f"{label:28s} median {statistics.median(times) * 1000:7.2f} ms"
-        f"   p90 {p90 * 1000:7.2f} ms   max {times[-1] * 1000:7.2f} ms   ({replayed} replayed)"
+        f"   p90 {p90 * 1000:7.2f} ms   max {times[-1] * 1000:7.2f} ms"
+        f"   server CPU {cpu * 1000:6.2f} ms   ({replayed} replayed)"
     )
 
 
@@ -180,9 +186,9 @@ async def run(events: int, joins: int, pairs: int, every: int, database_url: str
         server.start()
         ws = f"{server.base.replace('http', 'ws')}/api/v1/ws?token={token(student)}"
         async with aiohttp.ClientSession() as session:
-            whole = await measure(session, f"{ws}&since={first}", joins)
-            recent = await measure(session, f"{ws}&since={last - 10_000}", joins)
-            bare = await measure(session, ws, joins)
+            whole = await measure(session, server, f"{ws}&since={first}", joins)
+            recent = await measure(session, server, f"{ws}&since={last - 10_000}", joins)
+            bare = await measure(session, server, ws, joins)
     backend = "postgresql" if database_url else "sqlite"
     count = last - first + 1
     print(f"{backend}: {count} events in the log (seeded in {seeded:.0f} s), {joins} joins each")
