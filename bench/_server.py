@@ -28,12 +28,19 @@ class Server:
     """`pachca-bridge serve` in a child process, with its own temporary SQLite database
     (or BRIDGE_BENCH_DATABASE_URL), for as long as the `with` block runs."""
 
-    def __init__(self, extra: dict[str, Any] | None = None, log_level: str | None = None):
+    def __init__(
+        self,
+        extra: dict[str, Any] | None = None,
+        log_level: str | None = None,
+        database_url: str | None = None,
+    ):
         log_level = log_level or os.environ.get("BENCH_LOG_LEVEL", "warning")
         self.port = free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="bridge-bench-")
-        url = os.environ.get("BRIDGE_BENCH_DATABASE_URL") or (
-            f"sqlite+aiosqlite:///{Path(self.dir.name) / 'bench.db'}"
+        url = (
+            database_url
+            or os.environ.get("BRIDGE_BENCH_DATABASE_URL")
+            or (f"sqlite+aiosqlite:///{Path(self.dir.name) / 'bench.db'}")
         )
         self.database_url = url
         config: dict[str, Any] = {
@@ -50,12 +57,23 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+        self.dir.cleanup()
+
+    def start(self) -> None:
+        """Start the service (again, after ``stop``) and wait until it is ready."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "serve", "--config", str(self.config_path)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=open(os.environ["BENCH_SERVER_LOG"], "wb")
+            # Appended to, so a restarted server's log follows the first one's; the child
+            # holds the file, which closes when it exits.
+            stderr=open(os.environ["BENCH_SERVER_LOG"], "ab")  # noqa: SIM115
             if os.environ.get("BENCH_SERVER_LOG")
             else subprocess.DEVNULL,
         )
@@ -63,17 +81,17 @@ class Server:
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.base + "/readyz", timeout=1):
-                    return self
+                    return
             except OSError:
                 time.sleep(0.1)
         self.__exit__()
         raise RuntimeError("server did not become ready")
 
-    def __exit__(self, *_exc: object) -> None:
+    def stop(self) -> None:
+        """Stop the service; its database stays (``start`` serves it again)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
-        self.dir.cleanup()
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from bridge.config import LiveConfig
+from bridge.config import AuthConfig, LiveConfig
 from bridge.errors import Unauthorized
 from store import users as user_store
 from store.db import Database
@@ -36,6 +36,12 @@ class Claims:
     expires_at: float
 
 
+def token_rules(auth: AuthConfig) -> tuple[str, str | None, int]:
+    """What decides whether a web-client token is accepted: when any of it changes, tokens
+    verified before must be verified again (open sockets included)."""
+    return (auth.jwt_secret.get_secret_value(), auth.jwt_audience, auth.max_token_ttl_s)
+
+
 class Tokens:
     """Issues and verifies web-client tokens with the configured (or generated) key."""
 
@@ -46,7 +52,7 @@ class Tokens:
         self._generated = generated_secret
         self._clock = clock
         self._cache: dict[str, Claims] = {}
-        self._cache_for: tuple[str, str | None] = ("", None)
+        self._cache_for: tuple[str, str | None, int] = ("", None, 0)
 
     def use_generated(self, secret: str) -> None:
         """Set the database-kept key (loaded at start-up, before any request)."""
@@ -57,6 +63,10 @@ class Tokens:
         return configured or self._generated
 
     def issue(self, user_id: str, ttl_s: int = 3600) -> str:
+        """A token for ``user_id``; ValueError when ``ttl_s`` is over auth.max_token_ttl_s
+        (the token would be refused)."""
+        if ttl_s > self._live.current.auth.max_token_ttl_s:
+            raise ValueError("ttl over auth.max_token_ttl_s")
         now = int(self._clock())
         claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_s}
         audience = self._live.current.auth.jwt_audience
@@ -66,15 +76,16 @@ class Tokens:
 
     def verify(self, token: str) -> Claims:
         """The token's claims, or Unauthorized. Verified tokens are remembered (until they
-        expire, or the key or audience changes) so a client's every request does not pay
-        for the HMAC and JSON decoding again."""
-        key, audience = self._key(), self._live.current.auth.jwt_audience
-        if (key, audience) != self._cache_for:
+        expire, or the key, audience or lifetime cap changes) so a client's every request
+        does not pay for the HMAC and JSON decoding again."""
+        auth = self._live.current.auth
+        rules = (self._key(), auth.jwt_audience, auth.max_token_ttl_s)
+        if rules != self._cache_for:
             self._cache.clear()
-            self._cache_for = (key, audience)
+            self._cache_for = rules
         claims = self._cache.get(token)
         if claims is None:
-            claims = self._decode(token, key, audience)
+            claims = self._decode(token, *rules)
             if len(self._cache) >= VERIFIED_CACHE_SIZE:
                 self._cache.clear()
             self._cache[token] = claims
@@ -82,7 +93,7 @@ class Tokens:
             raise Unauthorized("token expired")
         return claims
 
-    def _decode(self, token: str, key: str, audience: str | None) -> Claims:
+    def _decode(self, token: str, key: str, audience: str | None, max_ttl_s: int) -> Claims:
         try:
             # algorithms pinned: "none" and every other algorithm are refused.
             claims = jwt.decode(
@@ -101,7 +112,14 @@ class Tokens:
         # A sub no user id can be (ids are at most 64 characters, never NUL) names no one.
         if not isinstance(sub, str) or not sub or len(sub) > 64 or "\x00" in sub:
             raise Unauthorized("invalid token")
-        return Claims(sub, float(claims["exp"]))
+        expires_at = float(claims["exp"])
+        # The lifetime counts from `iat` (PyJWT has checked it is a number, not in the
+        # future), else from now: a token valid for centuries is refused, however old.
+        now = self._clock()
+        issued = min(float(claims["iat"]), now) if "iat" in claims else now
+        if expires_at - issued > max_ttl_s:
+            raise Unauthorized("token lifetime over the allowed maximum")
+        return Claims(sub, expires_at)
 
     def is_service_token(self, token: str) -> bool:
         try:

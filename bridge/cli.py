@@ -29,7 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     command("recover-webhooks", "process webhook events missed while down (Pachca's history)")
     token = command("token", "print a signed web-client token for a known user")
     token.add_argument("user_id")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=None,
+        help="lifetime in seconds, at most auth.max_token_ttl_s (default: an hour, or that cap)",
+    )
     return parser
 
 
@@ -69,15 +74,29 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
-async def _token(config: Config, user_id: str, ttl: int) -> int:
+DEFAULT_TOKEN_TTL_S = 3600
+
+
+async def _token(config: Config, user_id: str, ttl: int | None) -> int:
     from bridge.auth import Tokens, load_generated_secret
     from bridge.config import LiveConfig
     from store import migrate
     from store import users as user_store
     from store.db import Database
 
+    cap = config.auth.max_token_ttl_s
+    if ttl is None:
+        ttl = min(DEFAULT_TOKEN_TTL_S, cap)
     if ttl <= 0:
         print("--ttl must be positive", file=sys.stderr)
+        return 2
+    if ttl > cap:
+        # Such a token would be refused everywhere: say so rather than print it.
+        print(
+            f"--ttl {ttl} is over auth.max_token_ttl_s ({cap} seconds); "
+            "tokens living longer are refused",
+            file=sys.stderr,
+        )
         return 2
     db = Database(config.database.url)
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -79,6 +79,9 @@ class FeedConfig(_Section):
 
 class LimitsConfig(_Section):
     posts_per_minute: int = Field(default=120, ge=0)
+    # Open WebSockets per user on one instance; no "off" value: a token must not be able to
+    # hold thousands of sockets, and whoever needs many can set a large number.
+    sockets_per_user: PositiveInt = 10
 
 
 def _jwt_secret_long_enough(secret: SecretStr) -> SecretStr:
@@ -101,6 +104,8 @@ class AuthConfig(_Section):
     service_tokens: list[Annotated[SecretStr, AfterValidator(_service_token_long_enough)]] = Field(
         default_factory=list
     )
+    # The longest lifetime (exp - iat) a web-client token may have.
+    max_token_ttl_s: PositiveInt = 86_400
 
 
 class ChannelsConfig(_Section):
@@ -264,10 +269,30 @@ def _is_type_tag(part: object) -> bool:
     return isinstance(part, str) and any(c in part for c in "[(")
 
 
+ConfigListener = Callable[[Config, Config], None]
+
+
 class LiveConfig:
     """The config in force. Services read ``.current`` on each use, so a reload applies
-    ``auth``, ``limits`` and ``pachca`` at once without restarting anything."""
+    ``auth``, ``limits`` and ``pachca`` at once without restarting anything. Those that must
+    act on a change (open sockets whose token a new key refuses) ``subscribe``."""
 
     def __init__(self, config: Config, path: str | Path | None = None):
-        self.current = config
+        self._current = config
+        self._listeners: list[ConfigListener] = []
         self.path = Path(path) if path is not None else None
+
+    @property
+    def current(self) -> Config:
+        return self._current
+
+    @current.setter
+    def current(self, config: Config) -> None:
+        old, self._current = self._current, config
+        if config != old:
+            for listener in self._listeners:
+                listener(old, config)
+
+    def subscribe(self, listener: ConfigListener) -> None:
+        """``listener(old, new)`` runs after each change of the config in force."""
+        self._listeners.append(listener)

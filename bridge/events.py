@@ -42,14 +42,18 @@ class FeedEvent:
     chat: ChatMeta | None = None
 
 
-def event_from_log(row: Mapping[str, Any], chat: ChatMeta | None = None) -> FeedEvent:
-    """A stored event row as the feed carries it."""
+def event_from_log(
+    row: Mapping[str, Any],
+    chat: ChatMeta | None = None,
+    audience: frozenset[str] | None = None,
+) -> FeedEvent:
+    """A stored event row (with its audience rows, if any) as the feed carries it."""
     return FeedEvent(
         row["id"],
         row["chat_id"],
         row["type"],
         frame_from_log(row["id"], row["payload"]),
-        parse_audience(row["audience"]),
+        audience,
         chat,
     )
 
@@ -64,14 +68,6 @@ def frame_from_log(event_id: int, payload: str | bytes) -> bytes:
 def encode(type: str, chat_id: int, body: dict[str, Any]) -> bytes:
     """An event's payload: the frame without event_id (spliced in by frame_from_log)."""
     return orjson.dumps({"type": type, "chat_id": chat_id, **body})
-
-
-def audience_column(audience: Iterable[str] | None) -> str | None:
-    return None if audience is None else "," + ",".join(sorted(audience)) + ","
-
-
-def parse_audience(column: str | None) -> frozenset[str] | None:
-    return None if column is None else frozenset(filter(None, column.split(",")))
 
 
 class EventLog:
@@ -101,7 +97,7 @@ class EventLog:
             chat_id=chat_id,
             type=type,
             payload=payload.decode(),
-            audience=audience_column(audience_set),
+            audience=audience_set,
             created_at=now,
         )
         return FeedEvent(

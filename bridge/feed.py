@@ -31,6 +31,23 @@ class Typing:
 
 TypingSubscriber = Callable[[Typing], None]
 
+USER_CHANGED = "user"
+AUTH_CHANGED = "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A change open sockets must follow, told to every instance and never stored: a user's
+    role changed or the user is gone (``USER_CHANGED`` with ``user_id``), or the rules that
+    accept web-client tokens changed (``AUTH_CHANGED``)."""
+
+    kind: str
+    user_id: str | None = None
+
+
+# (control, whether it came from another instance)
+ControlSubscriber = Callable[[Control, bool], None]
+
 
 class Feed(Protocol):
     async def start(self) -> None: ...
@@ -47,6 +64,13 @@ class Feed(Protocol):
 
     def subscribe_typing(self, subscriber: TypingSubscriber) -> None: ...
 
+    def publish_control(self, control: Control) -> None:
+        """Tell local subscribers at once and other instances as soon as possible. Like
+        events, a control message can be lost on the way (see ``on_resync``)."""
+        ...
+
+    def subscribe_control(self, subscriber: ControlSubscriber) -> None: ...
+
     def on_resync(self, callback: Callable[[], None]) -> None:
         """``callback`` runs when the backend may have missed messages (it reconnected):
         the listener then catches up from the event log."""
@@ -59,6 +83,7 @@ class MemoryFeed:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
         self._typing: list[TypingSubscriber] = []
+        self._control: list[ControlSubscriber] = []
         self._resync: list[Callable[[], None]] = []
 
     async def start(self) -> None:
@@ -73,6 +98,9 @@ class MemoryFeed:
     def subscribe_typing(self, subscriber: TypingSubscriber) -> None:
         self._typing.append(subscriber)
 
+    def subscribe_control(self, subscriber: ControlSubscriber) -> None:
+        self._control.append(subscriber)
+
     def on_resync(self, callback: Callable[[], None]) -> None:
         self._resync.append(callback)
 
@@ -83,6 +111,9 @@ class MemoryFeed:
     async def publish_typing(self, typing: Typing) -> None:
         self._deliver_typing(typing)
 
+    def publish_control(self, control: Control) -> None:
+        self._deliver_control(control, remote=False)
+
     async def _deliver(self, events: Sequence[FeedEvent]) -> None:
         for subscriber in self._subscribers:
             result = subscriber(events)
@@ -92,6 +123,10 @@ class MemoryFeed:
     def _deliver_typing(self, typing: Typing) -> None:
         for subscriber in self._typing:
             subscriber(typing)
+
+    def _deliver_control(self, control: Control, *, remote: bool) -> None:
+        for subscriber in self._control:
+            subscriber(control, remote)
 
     def _resynced(self) -> None:
         for callback in self._resync:

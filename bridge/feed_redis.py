@@ -11,8 +11,10 @@ feed re-subscribes, see ``on_resync``).
 Wire format of one pub/sub message (frames are compact JSON, so they hold no raw newline):
 ``header JSON \\n frame \\n frame ...`` where the header is
 ``{"o": origin, "e": [[id, chat_id, type, audience|null, chat_type|null, participants|null], ...]}``
-for events, or ``{"o": origin, "t": [chat_id, user_id]}`` followed by one frame for typing.
-The frames travel as the very bytes the publisher serialised.
+for events, or ``{"o": origin, "t": [chat_id, user_id]}`` followed by one frame for typing, or
+``{"o": origin, "c": [kind, user_id|null]}`` alone for a control message (``feed.Control``).
+The frames travel as the very bytes the publisher serialised. Audiences and participants
+are JSON lists of the ids themselves, so an id compares exactly whatever characters it holds.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bridge.events import ChatMeta, FeedEvent
-from bridge.feed import MemoryFeed, Typing
+from bridge.feed import Control, MemoryFeed, Typing
 
 log = structlog.get_logger("bridge.feed")
 
@@ -61,11 +63,20 @@ def encode_typing(origin: str, typing: Typing) -> bytes:
     return header + b"\n" + typing.frame
 
 
-def decode(data: bytes) -> tuple[str, list[FeedEvent] | Typing]:
-    """``(origin, events or typing)``; raises ValueError on anything malformed."""
+def encode_control(origin: str, control: Control) -> bytes:
+    return orjson.dumps({"o": origin, "c": [control.kind, control.user_id]})
+
+
+def decode(data: bytes) -> tuple[str, list[FeedEvent] | Typing | Control]:
+    """``(origin, events, typing or control)``; raises ValueError on anything malformed."""
     header_raw, *frames = data.split(b"\n")
     header: Any = orjson.loads(header_raw)
     origin = header["o"]
+    if "c" in header:
+        kind, user_id = header["c"]
+        if frames or not isinstance(kind, str) or not isinstance(user_id, str | None):
+            raise ValueError("malformed control message")
+        return origin, Control(kind, user_id)
     if "t" in header:
         chat_id, user_id = header["t"]
         (frame,) = frames
@@ -130,6 +141,10 @@ class RedisFeed(MemoryFeed):
     async def publish_typing(self, typing: Typing) -> None:
         self._deliver_typing(typing)
         self._enqueue(encode_typing(self.origin, typing))
+
+    def publish_control(self, control: Control) -> None:
+        self._deliver_control(control, remote=False)
+        self._enqueue(encode_control(self.origin, control))
 
     def _enqueue(self, payload: bytes) -> None:
         try:
@@ -213,6 +228,8 @@ class RedisFeed(MemoryFeed):
         try:
             if isinstance(body, Typing):
                 self._deliver_typing(body)
+            elif isinstance(body, Control):
+                self._deliver_control(body, remote=True)
             else:
                 await self._deliver(body)
         except Exception:

@@ -21,14 +21,19 @@ class History:
         return b'{"events":[%s],"last_event_id":%d}' % (b",".join(frames), last)
 
     async def replay(
-        self, since: int, *, chat_ids: list[int] | None, user_id: str | None, limit: int
+        self, since: int, *, chat_ids: list[int] | None, user_id: str, limit: int
     ) -> list[FeedEvent] | None:
-        """Events after ``since`` for these chats (or all, for ``chat_ids=None``), or None
-        when history after ``since`` has been pruned (the client must reset)."""
+        """Events after ``since`` for these chats and addressed to ``user_id`` (or all, for
+        ``chat_ids=None``), or None when history after ``since`` has been pruned (the client
+        must reset)."""
         async with self.rt.db.read() as conn:
             if since < await log.pruned_through(conn):
                 return None
-            rows = await log.after(
-                conn, since, limit=limit, chat_ids=chat_ids, audience_member=user_id
-            )
+            if chat_ids is None:
+                rows = await log.after(conn, since, limit=limit)
+            else:
+                rows = await log.for_viewer(
+                    conn, since, limit=limit, chat_ids=chat_ids, user_id=user_id
+                )
+        # Replayed events go straight to the socket: their audience is not needed.
         return [event_from_log(r) for r in rows]

@@ -13,6 +13,11 @@ while everyone else carries on. Every frame is the publisher's bytes, shared by 
 Joining (``join``) makes replay and live stream meet with no gap and no duplicate: the
 connection buffers live events from the moment it registers, then reads the log head ``H`` and
 its chats, replays ``(since, H]``, and goes live with the buffered events after ``H``.
+
+A socket follows its user: it is closed with ``CLOSE_UNAUTHORIZED`` when the user's role
+changes or the user is gone (a ``USER_CHANGED`` control message, from any instance), when the
+token rules in force (key, audience, lifetime cap) no longer accept its token, and at the
+token's expiry. A socket is not decided once at connect and then trusted.
 """
 
 from __future__ import annotations
@@ -29,26 +34,34 @@ import structlog
 
 from bridge import events as ev
 from bridge import policy, views
-from bridge.auth import Principal
+from bridge.auth import Principal, token_rules
 from bridge.chats import chat_filter
-from bridge.errors import Forbidden
-from bridge.feed import Feed, Typing
+from bridge.config import Config
+from bridge.errors import Forbidden, Unauthorized
+from bridge.feed import USER_CHANGED, Control, Feed, Typing
 from bridge.history import History
 from bridge.metrics import Metrics
 from bridge.runtime import Runtime
 from bridge.sequencer import Sequencer, head
 from store import forum, log
+from store import users as user_store
 
 logger = structlog.get_logger("bridge.feed")
 
 CLOSE_GOING_AWAY = 1001  # server shutting down
-CLOSE_UNAUTHORIZED = 4401  # bad token, unknown user, or the token expired while connected
+CLOSE_UNAUTHORIZED = 4401  # bad token, unknown user, expired; the user or token rules changed
 CLOSE_TOO_SLOW = 4408  # the client fell behind its send queue: reconnect with `since`
 CLOSE_BAD_REQUEST = 4400  # a malformed `since`
+CLOSE_TOO_MANY = 4429  # the user already holds limits.sockets_per_user sockets here
 
 TYPING_INTERVAL_S = 2.0  # at most one typing relay per user per chat in this long
 CHECK_INTERVAL_S = 2.0  # the sequencer's safety net, and typing-throttle housekeeping
 REPLAY_PAGE = 500
+RECHECK_BATCH = 500  # sockets re-verified (or users read) before letting others run
+# Control messages travel at most once, like events: every this many checks (a minute) the
+# sockets are checked against the users table and the token rules anyway, which bounds how
+# long a lost message matters.
+SWEEP_EVERY_CHECKS = 30
 SHUTDOWN_FLUSH_S = 2.0  # on shutdown, how long queued frames get to go out
 SHUTDOWN_TOTAL_S = 5.0
 
@@ -62,10 +75,21 @@ class Conn:
     implement ``write_now``.
     """
 
-    __slots__ = ("backlog", "buffer", "chats", "closing", "expiry", "floor", "user", "writer")
+    __slots__ = (
+        "backlog",
+        "buffer",
+        "chats",
+        "closing",
+        "expiry",
+        "floor",
+        "token",
+        "user",
+        "writer",
+    )
 
-    def __init__(self, user: Principal):
+    def __init__(self, user: Principal, token: str = ""):
         self.user = user
+        self.token = token  # verified again whenever the token rules change
         self.chats: set[int] = set()  # chats subscribed to (not kept for admins: they see all)
         self.floor = 0  # events up to this id came with the join (replay or snapshot)
         self.backlog: deque[bytes] | None = None  # frames waiting for the writer
@@ -135,13 +159,21 @@ class Hub:
         self._typing_seen: dict[tuple[str, int], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._checker: asyncio.Task[None] | None = None
+        # How many user or token-rule changes this hub has heard of: a join that saw the
+        # count move while its socket authenticated checks that socket again.
+        self.changes = 0
+        self._recheck: asyncio.Task[None] | None = None
+        self._recheck_due = False
+        self._recheck_roles = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def attach(self, feed: Feed) -> None:
         feed.subscribe(self.receive)
         feed.subscribe_typing(self.receive_typing)
-        feed.on_resync(self.sequencer.resync)
+        feed.subscribe_control(self.receive_control)
+        feed.on_resync(self._resynced)
+        self.rt.live.subscribe(self.config_changed)
 
     async def start(self) -> None:
         self.sequencer.start(await head(self.rt.db))
@@ -153,6 +185,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checker
         await self.sequencer.stop()
+        if self._recheck is not None:
+            self._recheck.cancel()
         for task in list(self._tasks):
             task.cancel()
 
@@ -174,11 +208,15 @@ class Hub:
                 await asyncio.gather(*(close(c) for c in conns), return_exceptions=True)
 
     async def _check_loop(self) -> None:
+        checks = 0
         while True:
             await asyncio.sleep(CHECK_INTERVAL_S)
             self._prune_typing()
             if not self.conns:
                 continue  # nobody to deliver to; joiners read the log themselves
+            checks += 1
+            if checks % SWEEP_EVERY_CHECKS == 0:
+                self._schedule_recheck(roles=True)
             try:
                 await self.sequencer.check()
             except Exception as exc:
@@ -186,15 +224,39 @@ class Hub:
 
     # --- connections --------------------------------------------------------------------
 
-    async def join(self, conn: Conn, since: int | None, expires_at: float | None) -> None:
-        """Register ``conn``, replay what it missed, send ``ready``, and make it live."""
+    async def join(
+        self,
+        conn: Conn,
+        since: int | None,
+        expires_at: float | None,
+        changes_seen: int | None = None,
+    ) -> None:
+        """Register ``conn``, replay what it missed, send ``ready``, and make it live.
+
+        ``changes_seen`` is ``self.changes`` from before ``conn``'s user was authenticated:
+        when it has moved since, a change may have slipped in between, and the user and
+        token are checked again. A user already holding ``limits.sockets_per_user`` sockets
+        here gets this one closed with ``CLOSE_TOO_MANY``."""
+        same_user = self._by_user.get(conn.user.id)
+        limit = self.rt.live.current.limits.sockets_per_user
+        if same_user is not None and len(same_user) >= limit:
+            conn.closing = True
+            with contextlib.suppress(Exception):
+                await conn.terminate(CLOSE_TOO_MANY, "too many open sockets for this user")
+            return
         conn.buffer = []
         self._pending.add(conn)
         self.conns.add(conn)
+        # Pending sockets count towards the limit, and a user change closes them too.
+        self._by_user.setdefault(conn.user.id, set()).add(conn)
         self._metrics.websockets.inc()
         if expires_at is not None:
             delay = max(0.0, expires_at - time.time())
             conn.expiry = asyncio.get_running_loop().call_later(delay, self._expire, conn)
+        if changes_seen is not None and changes_seen != self.changes:
+            await self._revalidate([conn], roles=True)
+            if conn.closing:
+                return
 
         flt = chat_filter(conn.user)
         async with self.rt.db.read() as db:
@@ -240,7 +302,6 @@ class Hub:
         else:
             for chat_id in chat_ids:
                 self._subscribe(conn, chat_id)
-        self._by_user.setdefault(conn.user.id, set()).add(conn)
         user = conn.user
         ready = {
             "type": "ready",
@@ -286,6 +347,78 @@ class Hub:
     def _expire(self, conn: Conn) -> None:
         conn.expiry = None
         self._drop(conn, CLOSE_UNAUTHORIZED, "token expired")
+
+    # --- sockets follow the user ---------------------------------------------------------
+
+    def receive_control(self, control: Control, remote: bool) -> None:
+        """The feed's control subscriber (from this instance or another)."""
+        if control.kind == USER_CHANGED and control.user_id is not None:
+            self.user_changed(control.user_id)
+
+    def user_changed(self, user_id: str) -> None:
+        """The user's role changed, or the user is gone: close their sockets (joining ones
+        included); the clients reconnect and get what the user may see now."""
+        self.changes += 1
+        for conn in list(self._by_user.get(user_id, ())):
+            self._drop(conn, CLOSE_UNAUTHORIZED, "user changed: reconnect")
+
+    def config_changed(self, old: Config, new: Config) -> None:
+        """The LiveConfig listener: new token rules re-verify every open socket's token."""
+        if token_rules(old.auth) != token_rules(new.auth):
+            self.changes += 1
+            self._schedule_recheck(roles=False)
+
+    def _resynced(self) -> None:
+        # The feed reconnected: control messages may have been lost with the events.
+        self.sequencer.resync()
+        self._schedule_recheck(roles=True)
+
+    def _schedule_recheck(self, *, roles: bool) -> None:
+        if not self.conns:
+            return  # nobody to check; a join under way sees `changes` move and checks itself
+        self._recheck_due = True
+        self._recheck_roles = self._recheck_roles or roles
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().create_task(
+                self._recheck_all(), name="feed-recheck"
+            )
+
+    async def _recheck_all(self) -> None:
+        try:
+            while self._recheck_due:
+                roles, self._recheck_roles, self._recheck_due = self._recheck_roles, False, False
+                await self._revalidate(list(self.conns), roles=roles)
+        except Exception as exc:
+            logger.warning("socket re-check failed", error=repr(exc))
+        finally:
+            self._recheck = None
+
+    async def _revalidate(self, conns: list[Conn], *, roles: bool) -> None:
+        """Close each of ``conns`` whose token the rules in force refuse, or (with ``roles``)
+        whose user is gone or holds another role than the socket was opened for."""
+        for n, conn in enumerate(conns, 1):
+            if conn.closing:
+                continue
+            try:
+                self.rt.tokens.verify(conn.token)
+            except Unauthorized:
+                self._drop(conn, CLOSE_UNAUTHORIZED, "token no longer accepted: reconnect")
+            if n % RECHECK_BATCH == 0:
+                await asyncio.sleep(0)  # thousands of signatures: let the loop breathe
+        if not roles:
+            return
+        alive = [c for c in conns if not c.closing]
+        user_ids = sorted({c.user.id for c in alive})
+        found: dict[str, Any] = {}
+        for start in range(0, len(user_ids), RECHECK_BATCH):
+            async with self.rt.db.read() as db:
+                found.update(
+                    await user_store.get_users(db, user_ids[start : start + RECHECK_BATCH])
+                )
+        for conn in alive:
+            row = found.get(conn.user.id)
+            if row is None or row["role"] != conn.user.role:
+                self._drop(conn, CLOSE_UNAUTHORIZED, "user changed: reconnect")
 
     def _drop(self, conn: Conn, code: int, reason: str) -> None:
         """Close ``conn`` from outside its handler. Safe to call while iterating the indexes:
@@ -353,13 +486,15 @@ class Hub:
                         self._push(conn, event.frame)
 
     def _affected(self, event: ev.FeedEvent) -> set[Conn]:
-        """Everyone whose view a chat event may change: subscribers, admins, the named
-        participants and the explicit audience."""
+        """Everyone live whose view a chat event may change: subscribers, admins, the named
+        participants and the explicit audience (joining sockets have it in their buffer)."""
         found = set(self._by_chat.get(event.chat_id, ()))
         found |= self._admins
         for group in (event.audience, event.chat.participants if event.chat else None):
             for user_id in group or ():
                 found |= self._by_user.get(user_id, set())
+        if self._pending:
+            found -= self._pending
         return found
 
     def _decide(self, conn: Conn, event: ev.FeedEvent) -> bool:

@@ -75,7 +75,7 @@ async def write_new_message(
     _, event_id = await rt.hot.write_post(
         row,
         outbox,
-        {"chat_id": chat_id, "type": ev.MESSAGE_CREATED, "audience": None, "created_at": now},
+        {"chat_id": chat_id, "type": ev.MESSAGE_CREATED, "created_at": now},
         payload_for,
         delivery=delivery,
         last_at=last_at,

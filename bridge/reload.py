@@ -3,6 +3,10 @@
 ``auth``, ``limits`` and ``pachca`` apply at once; ``server``, ``database``, ``feed`` and
 ``logging`` keep their running values until a restart, and the log says so. An invalid edit is
 logged and ignored: the last good config stays in force.
+
+Instances sharing a database keep their token rules in step (``share_auth_changes``): a change
+of the key, audience or lifetime cap here is told to the others over the feed, and each one
+that hears it reads its own file at once rather than at its next poll.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from pathlib import Path
 
 import structlog
 
-from bridge.config import ConfigError, LiveConfig, load_config
+from bridge.auth import token_rules
+from bridge.config import Config, ConfigError, LiveConfig, load_config
+from bridge.feed import AUTH_CHANGED, Control, Feed
 
 log = structlog.get_logger("bridge.config")
 
@@ -77,3 +83,24 @@ class ConfigWatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def share_auth_changes(live: LiveConfig, feed: Feed, watcher: ConfigWatcher | None) -> None:
+    """Tell other instances when the token rules change here; reload (when there is a file)
+    when another instance tells us. A reload that changes nothing tells no one, so two
+    instances never echo each other for long."""
+
+    def changed(old: Config, new: Config) -> None:
+        if token_rules(old.auth) != token_rules(new.auth):
+            feed.publish_control(Control(AUTH_CHANGED))
+
+    live.subscribe(changed)
+    if watcher is None:
+        return
+
+    def heard(control: Control, remote: bool) -> None:
+        if remote and control.kind == AUTH_CHANGED:
+            log.info("token rules changed on another instance; reloading the config file")
+            watcher.reload()
+
+    feed.subscribe_control(heard)

@@ -44,12 +44,17 @@ async def load_events(
         rows = await log.after(conn, after, limit=limit)
         if through is not None:
             rows = [r for r in rows if r["id"] <= through]
+        if not rows:
+            return []
         metas = await _chat_metas(
             conn, {r["chat_id"] for r in rows if r["type"] in (CHAT_CREATED, CHAT_UPDATED)}
         )
+        audiences = await log.audiences_between(conn, after, rows[-1]["id"])
     return [
         event_from_log(
-            r, metas.get(r["chat_id"]) if r["type"] in (CHAT_CREATED, CHAT_UPDATED) else None
+            r,
+            metas.get(r["chat_id"]) if r["type"] in (CHAT_CREATED, CHAT_UPDATED) else None,
+            audiences.get(r["id"]),
         )
         for r in rows
     ]

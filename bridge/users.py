@@ -8,6 +8,7 @@ from typing import Any
 from bridge import link_codes, views
 from bridge.enrollments import sync_chats
 from bridge.errors import InvalidRequest, NotFound, UnknownUser
+from bridge.feed import USER_CHANGED, Control
 from bridge.inputs import UserIn
 from bridge.outbox_jobs import ADD_MEMBER
 from bridge.policy import Role
@@ -50,6 +51,9 @@ class Users:
             ):
                 await enqueue_membership(conn, user_id, now)
         await self.rt.publish(events)
+        if before is not None and before["role"] != row["role"]:
+            # Open sockets were opened for the old role: every instance closes them (4401).
+            self.rt.feed.publish_control(Control(USER_CHANGED, user_id))
         return views.user_obj(row)
 
     async def get(self, user_id: str) -> dict[str, Any]:

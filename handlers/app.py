@@ -13,13 +13,13 @@ from bridge.config import Config, LiveConfig
 from bridge.feed import Feed, MemoryFeed
 from bridge.feed_redis import RedisFeed
 from bridge.metrics import Metrics
-from bridge.reload import ConfigWatcher
+from bridge.reload import ConfigWatcher, share_auth_changes
 from bridge.runtime import Runtime
 from bridge.services import Services
 from handlers import admin, background, forum, ops, platform, webhooks, ws
 from handlers import web as web_client
 from handlers.errors import render_errors
-from handlers.keys import METRICS, SERVICES
+from handlers.keys import CONFIG_WATCHER, METRICS, SERVICES
 from handlers.middleware import request_context
 from store import migrate
 from store.db import Database, safe_url
@@ -62,6 +62,10 @@ def create_app(
     rt = Runtime(live=live, db=database, feed=make_feed(config), tokens=Tokens(live, ""))
     app[SERVICES] = Services(rt)
     app[METRICS] = Metrics()
+    watcher = ConfigWatcher(live, config_path) if config_path is not None else None
+    if watcher is not None:
+        app[CONFIG_WATCHER] = watcher
+    share_auth_changes(live, rt.feed, watcher)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if migrate_on_start:
@@ -69,7 +73,6 @@ def create_app(
         rt.tokens.use_generated(await load_generated_secret(database))
         database.start_checkpoints()
         await rt.feed.start()
-        watcher = ConfigWatcher(live, config_path) if config_path is not None else None
         if watcher is not None:
             watcher.start()
         log.info(

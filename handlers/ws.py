@@ -1,17 +1,21 @@
 """The WebSocket feed, ``GET /api/v1/ws?token=<JWT>[&since=<event_id>]`` (CONTRACT section 7).
 
-The edge only: it upgrades, authenticates once per connection, parses client frames and hands
-everything else to the hub (bridge/hub.py).
+The edge only: it upgrades, authenticates the connection, parses client frames and hands
+everything else to the hub (bridge/hub.py), which keeps the socket following its user.
 
 Close codes:
 - 1001: the server is shutting down.
 - 1009: a client frame over 64 KiB.
 - 1011: an unexpected server error; reconnect with ``since``.
 - 4400: ``since`` is not a non-negative integer.
-- 4401: missing, bad or expired token, or unknown user; also sent when the token expires
-  while connected (at its ``exp``).
+- 4401: missing, bad or expired token (or one living longer than ``auth.max_token_ttl_s``),
+  or unknown user. Also while connected: at the token's ``exp``; within 2 s of the user's role
+  change or deletion; and when a reload of ``auth.jwt_secret``, ``auth.jwt_audience`` or
+  ``auth.max_token_ttl_s`` makes the token unacceptable. Reconnecting gets what the user may
+  see now.
 - 4408: the client fell behind (its send queue, ``feed.send_queue_size`` frames, filled up);
   reconnect with ``since`` = the last event_id received.
+- 4429: the user already holds ``limits.sockets_per_user`` open sockets on this instance.
 
 Client frames: ``{"type": "ping"}`` -> ``{"type": "pong"}``; ``{"type": "typing", "chat_id": N}``
 relays typing to the chat's other connected participants. Anything else gets
@@ -75,9 +79,13 @@ class SocketConn(Conn):
     __slots__ = ("transport", "ws")
 
     def __init__(
-        self, ws: web.WebSocketResponse, user: Principal, transport: asyncio.Transport | None
+        self,
+        ws: web.WebSocketResponse,
+        user: Principal,
+        token: str,
+        transport: asyncio.Transport | None,
     ):
-        super().__init__(user)
+        super().__init__(user, token)
         self.ws = ws
         self.transport = transport
 
@@ -141,9 +149,12 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     rt = request.app[SERVICES].rt
+    hub = request.app[HUB]
+    token = request.query.get("token", "")
+    changes_seen = hub.changes  # a change that lands while we authenticate is checked in join
     # The upgrade always succeeds, so that a browser sees the close code.
     try:
-        who, claims = await principal_for(rt.db, rt.tokens, request.query.get("token", ""))
+        who, claims = await principal_for(rt.db, rt.tokens, token)
     except Unauthorized as exc:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=exc.message.encode())
         return ws
@@ -158,10 +169,9 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=CLOSE_BAD_REQUEST, message=exc.message.encode())
         return ws
 
-    hub = request.app[HUB]
-    conn = SocketConn(ws, who, request.transport)
+    conn = SocketConn(ws, who, token, request.transport)
     try:
-        await hub.join(conn, since, claims.expires_at)
+        await hub.join(conn, since, claims.expires_at, changes_seen)
         async for msg in ws:
             if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                 break

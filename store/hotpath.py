@@ -134,9 +134,7 @@ _STATEMENTS: dict[str, Executable] = {
         ],
         returning=False,
     ),
-    "event": _insert(
-        Event.__table__, ["chat_id", "type", "payload", "audience", "created_at"], returning=True
-    ),
+    "event": _insert(Event.__table__, ["chat_id", "type", "payload", "created_at"], returning=True),
 }
 
 

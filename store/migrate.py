@@ -29,11 +29,23 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-async def upgrade(db: Database) -> None:
-    """Apply every migration not yet applied (each in its own transaction)."""
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Apply every migration not yet applied (each in its own transaction), up to
+    ``revision`` (tests start from an older schema with it)."""
 
     def run(connection: Connection) -> None:
-        command.upgrade(_alembic_config(connection), "head")
+        command.upgrade(_alembic_config(connection), revision)
+
+    async with db.connect() as conn:
+        await conn.run_sync(run)
+        await conn.commit()
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    """Undo migrations down to ``revision`` (tests check that each one can be undone)."""
+
+    def run(connection: Connection) -> None:
+        command.downgrade(_alembic_config(connection), revision)
 
     async with db.connect() as conn:
         await conn.run_sync(run)

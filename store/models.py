@@ -165,10 +165,24 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(32))
     # The frame without event_id, serialised once at write time.
     payload: Mapped[str] = mapped_column(Text)
-    # Explicit recipients (",u1,u2,") for events whose chat may be gone or re-assigned
-    # (chat.deleted, chat.updated); null means "whoever may see the chat".
-    audience: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class EventAudience(Base):
+    """An event's explicit recipients (besides admins), one row each, for events whose chat
+    may be gone or re-assigned (chat.deleted, chat.updated); an event without rows goes to
+    whoever may see its chat. Written with the event, pruned with it. User ids are compared
+    with ``=`` only: exactly, whatever characters they hold.
+
+    No foreign key to ``events``: rebuilding that table on SQLite (a batch migration drops
+    and re-creates it) would cascade into this one."""
+
+    __tablename__ = "event_audience"
+    # The key serves reading an event's audience and pruning; the index, a user's replay.
+    __table_args__ = (Index(None, "user_id", "event_id"),)
+
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class OutboxJob(Base):

@@ -156,3 +156,17 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_token_ttl_over_the_cap_fails_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, auth={"jwt_secret": "k" * 32, "max_token_ttl_s": 600})
+    assert main(["token", "u-1", "--ttl", "601", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no token printed
+    assert "auth.max_token_ttl_s" in captured.err and "600" in captured.err
+    # The default cap is a day: a 300-year token is refused before anything else is looked at.
+    path = write_config(tmp_path, auth={"jwt_secret": "k" * 32})
+    assert main(["token", "u-1", "--ttl", str(300 * 365 * 86400), "--config", str(path)]) == 2
+    assert "auth.max_token_ttl_s" in capsys.readouterr().err

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from bridge.events import ChatMeta, FeedEvent
-from bridge.feed import Typing
-from bridge.feed_redis import RedisFeed, decode, encode_events, encode_typing
+from bridge.feed import AUTH_CHANGED, USER_CHANGED, Control, Typing
+from bridge.feed_redis import RedisFeed, decode, encode_control, encode_events, encode_typing
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -41,7 +41,27 @@ def test_typing_survives_the_wire():
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"not json", b'{"o":"x"}', b'{"o":"x","e":[[1,2,"t",null,null,null]]}']
+    "control", [Control(USER_CHANGED, "a,b\n%_T1"), Control(AUTH_CHANGED)], ids=["user", "auth"]
+)
+def test_control_messages_survive_the_wire(control: Control):
+    assert decode(encode_control("me", control)) == ("me", control)
+
+
+def test_audiences_keep_odd_ids_exactly():
+    odd = FeedEvent(3, 5, "chat.deleted", b"{}", frozenset({"x,y", "%", "S_", "T1", "t1"}))
+    assert decode(encode_events("me", [odd]))[1] == [odd]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not json",
+        b'{"o":"x"}',
+        b'{"o":"x","e":[[1,2,"t",null,null,null]]}',
+        b'{"o":"x","c":["user",1]}',
+        b'{"o":"x","c":["user","u"]}\n{}',
+    ],
 )
 def test_malformed_messages_are_rejected(data: bytes):
     with pytest.raises((ValueError, KeyError, TypeError)):
@@ -52,6 +72,10 @@ class Inbox:
     def __init__(self) -> None:
         self.events: list[FeedEvent] = []
         self.typing: list[Typing] = []
+        self.control: list[tuple[Control, bool]] = []
+
+    def on_control(self, control: Control, remote: bool) -> None:
+        self.control.append((control, remote))
 
     def on_events(self, events: Sequence[FeedEvent]) -> None:
         self.events.extend(events)
@@ -83,6 +107,7 @@ async def pair() -> AsyncIterator[tuple[RedisFeed, Inbox, RedisFeed, Inbox]]:
         feed, inbox = RedisFeed(REDIS_URL, channel), Inbox()
         feed.subscribe(inbox.on_events)
         feed.subscribe_typing(inbox.on_typing)
+        feed.subscribe_control(inbox.on_control)
         await feed.start()
         feeds.append((feed, inbox))
     (a, a_in), (b, b_in) = feeds
@@ -104,6 +129,18 @@ async def test_instances_hear_each_other_once(pair):
     await eventually(lambda: len(a_in.typing) == 2, "typing back")
     assert a_in.events == EVENTS
     assert a_in.typing == [TYPING, Typing(5, "u2", b"{}")]
+
+
+async def test_control_messages_reach_every_instance_marked_local_or_remote(pair):
+    a, a_in, b, b_in = pair
+    changed = Control(USER_CHANGED, "u1")
+    a.publish_control(changed)
+    assert a_in.control == [(changed, False)]  # locally at once
+    await eventually(lambda: b_in.control == [(changed, True)], "the other instance")
+    b.publish_control(Control(AUTH_CHANGED))
+    await eventually(lambda: len(a_in.control) == 2, "the first instance")
+    assert a_in.control[1] == (Control(AUTH_CHANGED), True)
+    assert b_in.control == [(changed, True), (Control(AUTH_CHANGED), False)]
 
 
 async def test_a_dropped_connection_resubscribes_and_asks_for_a_resync(pair):
