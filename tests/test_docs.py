@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Built from pieces, so that this file does not match its own patterns. Pachca's real API base
-# URL ends in /api/shared/v1: that is a URL, not a reference to a folder outside.
+# URL (pachca.api_url) has a path segment of that name right after /api/: that is a URL, not a
+# reference to a folder outside.
 OUTSIDE_REFERENCE = re.compile(
     "|".join(
         (
@@ -178,7 +179,8 @@ def test_the_checks_catch_what_they_look_for(tmp_path: Path) -> None:
     outside = "../" + "sha" + "red/" + "CONT" + "RACT.md"
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "page.md").write_text("# A page\n\n## Second `part`\n")
-    (tmp_path / "notes.py").write_text(f'"""See {outside}."""\nURL = "https://x/api/shared/v1"\n')
+    pachca_url = "https://api.pachca.com/api/" + "sha" + "red/v1"
+    (tmp_path / "notes.py").write_text(f'"""See {outside}."""\nURL = "{pachca_url}"\n')
     (tmp_path / "README.md").write_text(
         f"[outside]({outside})\n"
         "[fine](docs/page.md#second-part) [also fine](#top) [web](https://example.org/none)\n"
