@@ -1,4 +1,4 @@
-"""A thin async client of the Pachca API (https://api.pachca.com/api/shared/v1).
+"""A thin async client of the Pachca API (its base URL is the config's ``pachca.api_url``).
 
 It sends one HTTP request per call and never retries: POSTs are not idempotent, so whether and
 when to retry is the caller's decision, informed by `PachcaError.retryable` and `.retry_after`.

@@ -1,8 +1,9 @@
 """Pydantic v2 models of the Pachca API requests and responses the bridge uses.
 
-Shapes follow Pachca's OpenAPI spec (shared/pachca/openapi.yaml). Response models ignore unknown
-fields and keep only what the bridge reads, so new server-side fields never break parsing; the
-fields they do declare are required where the spec requires them, so a malformed body is caught.
+Shapes follow Pachca's published OpenAPI spec (the copy in tests/fakes/pachca_openapi.yaml).
+Response models ignore unknown fields and keep only what the bridge reads, so new server-side
+fields never break parsing; the fields they do declare are required where the spec requires
+them, so a malformed body is caught.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The bot's answers to ``/help``, ``/link CODE`` and ``/threads`` (CONTRACT section 8).
+"""The bot's answers to ``/help``, ``/link CODE`` and ``/threads`` (docs/pachca.md).
 
 An answer is not sent here: it is queued as a SEND_TEXT outbox job in the caller's transaction
 (the same one that records the webhook's delivery key), so a redelivered command is answered

@@ -1,4 +1,4 @@
-"""Reading forum chats and messages, with the policy applied (CONTRACT sections 5 and 6)."""
+"""Reading forum chats and messages, with the policy applied (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ class ChatReader:
         async with self.rt.db.read() as conn:
             access = await load_access(conn, chat_id)
             require_view(who, access)
-            # Checked after existence and permission, as CONTRACT section 5 orders them.
+            # Checked after existence and permission: the order of checks in docs/api.md.
             if limit is None or not 1 <= limit <= 200:
                 raise InvalidRequest("limit must be an integer from 1 to 200")
             if offset is None or offset < 0:

@@ -1,4 +1,4 @@
-"""The command line (CONTRACT section 1): serve, migrate, check-config, token."""
+"""The command line (docs/operations.md): serve, migrate, check-config, token."""
 
 from __future__ import annotations
 

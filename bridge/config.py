@@ -1,4 +1,4 @@
-"""config.yaml as typed, validated models (CONTRACT section 2).
+"""config.yaml as typed, validated models (docs/configuration.md).
 
 The YAML file is the base; every key can be overridden from the environment as
 ``BRIDGE_<SECTION>__<KEY>``, which is where secrets come from.
@@ -162,7 +162,8 @@ class PachcaConfig(_Section):
         return [s.get_secret_value() for s in raw if s.get_secret_value()]
 
     def channel_for(self, chat_type: str, subject_id: str) -> int | None:
-        """Where a forum chat's thread is opened (CONTRACT section 2)."""
+        """Where a forum chat's thread is opened: a tutor chat in ``channels.tutors``,
+        else the subject's channel, else ``channels.default``."""
         by_subject = self.channels.subjects.get(subject_id)
         if chat_type == "forum_tutor" and self.channels.tutors is not None:
             return self.channels.tutors

@@ -1,4 +1,4 @@
-"""Carrying out one outbox job against Pachca (CONTRACT section 8, outbound).
+"""Carrying out one outbox job against Pachca (docs/pachca.md).
 
 Each kind reads the current state of what it reports (a message's text at delivery time, the
 chat's teacher now), so a job that waited still sends the truth. The outcome is a `Done` - with,

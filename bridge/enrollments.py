@@ -1,4 +1,4 @@
-"""Enrollments and the forum chats they own (CONTRACT section 4).
+"""Enrollments and the forum chats they own (docs/api.md).
 
 Each enrollment has a ``forum_subject`` chat (student + teacher) and, while the student has a
 tutor, a ``forum_tutor`` chat (student + tutor). ``sync_chats`` makes the stored chats match

@@ -1,4 +1,4 @@
-"""Domain errors. Services raise these; handlers/errors.py renders them (CONTRACT section 3)."""
+"""Domain errors. Services raise these; handlers/errors.py renders them (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ class DomainError(Exception):
     """A failure a client caused or may see. ``code`` is the contract's error code."""
 
     code = "invalid_request"
-    status = 400  # the HTTP status of CONTRACT section 3; the edge reads it, services don't
+    status = 400  # the HTTP status (docs/api.md); the edge reads it, services don't
 
     def __init__(self, message: str):
         super().__init__(message)

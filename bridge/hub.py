@@ -1,6 +1,6 @@
 """The hub: this process's live WebSocket connections, and fan-out of feed events to them.
 
-Each connection is subscribed to the chats its user may see (CONTRACT section 6, asked of
+Each connection is subscribed to the chats its user may see (the role policy, asked of
 ``bridge.policy``), re-decided as ``chat.created`` / ``chat.updated`` events arrive. Events
 reach the hub through the sequencer, in event-id order and without gaps.
 

@@ -1,4 +1,4 @@
-"""Validated inputs of the services: the bodies of CONTRACT sections 4 and 5.
+"""Validated inputs of the services: the request bodies of docs/api.md.
 
 Strict and closed: a wrong type or an unknown field (a forged ``sender``, say) is an error,
 never silently coerced or ignored.

@@ -1,4 +1,4 @@
-"""Writing messages and read marks (CONTRACT section 5): one short transaction each, holding
+"""Writing messages and read marks (docs/api.md): one short transaction each, holding
 the change, its feed event and its outbox job, published after commit."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus metrics (CONTRACT section 9). One registry per app, so tests can build many."""
+"""Prometheus metrics (docs/operations.md). One registry per app, so tests can build many."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The outbox worker: delivers queued jobs to Pachca (DESIGN.md "Durable pieces").
+"""The outbox worker: delivers queued jobs to Pachca (docs/pachca.md).
 
 Started with the app. It leases due jobs (store/outbox.py ``claim``: the oldest pending job of
 each lane only - a forum chat, or the Pachca user a direct bot answer goes to - so a lane's jobs

@@ -1,4 +1,4 @@
-"""Who may do what (CONTRACT section 6): one table of rules, asked by every path.
+"""Who may do what (docs/api.md): one table of rules, asked by every path.
 
 Pure functions over plain values, so REST, the WebSocket feed and the Pachca relay all get the
 same answer, and the store can turn a user's scope into one SQL filter.

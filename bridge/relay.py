@@ -1,4 +1,4 @@
-"""Pachca -> forum: verified webhook events turned into forum changes (CONTRACT section 8).
+"""Pachca -> forum: verified webhook events turned into forum changes (docs/pachca.md).
 
 One event, one short transaction: the event's delivery key (``webhook_deliveries``) is recorded
 first, so a redelivery stops there, and in the same transaction its effect - a message row and

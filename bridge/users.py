@@ -1,4 +1,4 @@
-"""Platform users (CONTRACT section 4): upserts, tutor assignment, Pachca account links."""
+"""Platform users (docs/api.md): upserts, tutor assignment, Pachca account links."""
 
 from __future__ import annotations
 

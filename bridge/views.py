@@ -1,4 +1,4 @@
-"""The contract's JSON objects (CONTRACT sections 4 and 5), built from store rows."""
+"""The API's JSON objects (docs/api.md), built from store rows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every failure as CONTRACT section 3's JSON: no HTML pages, no tracebacks to clients."""
+"""Every failure as the JSON error body (docs/api.md): no HTML pages, no tracebacks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The web-client API (CONTRACT section 5), behind user tokens."""
+"""The web-client API (docs/api.md), behind user tokens."""
 
 from __future__ import annotations
 

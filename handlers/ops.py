@@ -1,4 +1,4 @@
-"""Health, readiness and metrics (CONTRACT section 9)."""
+"""Health, readiness and metrics (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The platform backend's API (CONTRACT section 4), behind service tokens."""
+"""The platform backend's API (docs/api.md), behind service tokens."""
 
 from __future__ import annotations
 

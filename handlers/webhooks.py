@@ -1,4 +1,4 @@
-"""``POST /webhooks/pachca``: Pachca's outgoing webhooks (CONTRACT section 8).
+"""``POST /webhooks/pachca``: Pachca's outgoing webhooks (docs/pachca.md).
 
 Checks, in order, each answered before any work that depends on it:
 

@@ -1,4 +1,4 @@
-"""The WebSocket feed, ``GET /api/v1/ws?token=<JWT>[&since=<event_id>]`` (CONTRACT section 7).
+"""The WebSocket feed, ``GET /api/v1/ws?token=<JWT>[&since=<event_id>]`` (docs/websocket.md).
 
 The edge only: it upgrades, authenticates the connection, parses client frames and hands
 everything else to the hub (bridge/hub.py), which keeps the socket following its user.

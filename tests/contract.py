@@ -18,7 +18,7 @@ CHAT_KEYS = {
 
 
 async def expect_error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    """The response is CONTRACT section 3's error: this status, this code, a message."""
+    """The response is the API's error body: this status, this code, a message."""
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/json"
     body = await resp.json()

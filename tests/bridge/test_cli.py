@@ -1,4 +1,4 @@
-"""The command line (CONTRACT section 1)."""
+"""The command line (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""config.yaml validation (CONTRACT section 2)."""
+"""config.yaml validation (docs/configuration.md)."""
 
 from __future__ import annotations
 

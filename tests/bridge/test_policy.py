@@ -1,4 +1,4 @@
-"""The pure role policy (CONTRACT section 6), every role x chat type x participation."""
+"""The pure role policy (docs/api.md), every role x chat type x participation."""
 
 from __future__ import annotations
 

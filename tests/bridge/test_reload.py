@@ -1,4 +1,4 @@
-"""Editing config.yaml while the service runs (CONTRACT section 2)."""
+"""Editing config.yaml while the service runs (docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Authentication of web clients (CONTRACT section 5) and the order of checks: token (401),
+"""Authentication of web clients (docs/api.md) and the order of checks: token (401),
 existence (404), permission (403), then the body (400)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Listing and reading chats (CONTRACT sections 5 and 6): the chat object, who sees which
+"""Listing and reading chats (docs/api.md): the chat object, who sees which
 chats, and the order of the list."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every failure renders CONTRACT section 3's JSON shape; no HTML, no tracebacks."""
+"""Every failure renders the JSON error body; no HTML, no tracebacks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GET /api/v1/events (CONTRACT section 4): the platform backend's mirror of forum activity,
+"""GET /api/v1/events (docs/api.md): the platform backend's mirror of forum activity,
 in order, in the WebSocket frames' shape, paged by `since` and `limit`."""
 
 from __future__ import annotations

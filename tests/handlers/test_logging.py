@@ -1,5 +1,5 @@
 """Structured logs: one line per request with a request id; no token or secret, ever
-(CONTRACT section 9)."""
+(docs/operations.md)."""
 
 from __future__ import annotations
 

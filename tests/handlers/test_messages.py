@@ -1,4 +1,4 @@
-"""Message exchange through the real app (CONTRACT sections 3 and 5): posting, listing and
+"""Message exchange through the real app (docs/api.md): posting, listing and
 paging, content fidelity, replies, client_id idempotency, edits, deletes and read marks."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The platform backend's enrollment API (CONTRACT section 4): chats made on enrollment,
+"""The platform backend's enrollment API (docs/api.md): chats made on enrollment,
 idempotent upserts, teacher changes, deactivation, deletion and re-enrollment."""
 
 from __future__ import annotations

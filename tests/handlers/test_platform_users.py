@@ -1,4 +1,4 @@
-"""The platform backend's user API (CONTRACT section 4): service tokens, idempotent upserts,
+"""The platform backend's user API (docs/api.md): service tokens, idempotent upserts,
 tutor assignment and its tutor chats, link codes."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The list endpoints run a bounded number of SQL statements, whatever the data (CONTRACT
-section 5; DESIGN: at most 3 per list request, authentication included).
+"""The list endpoints run a bounded number of SQL statements, whatever the data: at
+most 3 per list request, authentication included (docs/api.md).
 
 Statements are counted where the database receives them: `count_queries` sees what goes
 through SQLAlchemy's cursor, but the request hot path (store/hotpath.py: authentication, chat

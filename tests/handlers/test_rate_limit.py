@@ -1,4 +1,4 @@
-"""limits.posts_per_minute (CONTRACT sections 2, 3): 429 with Retry-After, nothing written."""
+"""limits.posts_per_minute (docs/api.md): 429 with Retry-After, nothing written."""
 
 from __future__ import annotations
 

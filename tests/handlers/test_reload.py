@@ -1,4 +1,4 @@
-"""Editing config.yaml under a running app applies auth at once (CONTRACT section 2)."""
+"""Editing config.yaml under a running app applies auth at once (docs/configuration.md)."""
 
 from __future__ import annotations
 

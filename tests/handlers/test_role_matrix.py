@@ -1,4 +1,4 @@
-"""The whole role x endpoint matrix of CONTRACT section 6, end to end over REST.
+"""The whole role x endpoint matrix of docs/api.md, end to end over REST.
 
 Every kind of user, against every chat endpoint, on a subject chat and a tutor chat, as a
 participant or not. The expected outcomes are written out here from the contract, not derived

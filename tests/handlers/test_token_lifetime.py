@@ -1,4 +1,4 @@
-"""Web-client tokens may not live longer than auth.max_token_ttl_s (CONTRACT section 16):
+"""Web-client tokens may not live longer than auth.max_token_ttl_s (docs/api.md):
 counted from `iat`, or from the moment the token is presented when it has none."""
 
 from __future__ import annotations

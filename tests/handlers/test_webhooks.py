@@ -1,5 +1,5 @@
 """POST /webhooks/pachca at the edge: signatures, timestamps, rotation, source addresses, body
-size, transient failures and metrics (CONTRACT section 8)."""
+size, transient failures and metrics (docs/pachca.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bot commands over webhooks: /help, /link CODE, /threads (CONTRACT section 8).
+"""Bot commands over webhooks: /help, /link CODE, /threads (docs/pachca.md).
 
 Answers are queued as SEND_TEXT outbox jobs (the outbox worker sends them), addressed back where
 the command came from.

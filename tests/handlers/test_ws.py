@@ -1,4 +1,4 @@
-"""The WebSocket feed end to end (CONTRACT section 7), with real sockets against the real app.
+"""The WebSocket feed end to end (docs/websocket.md), with real sockets against the real app.
 
 Every test runs twice: on the in-process feed (one app), and on the Redis feed across two app
 instances sharing one database (sockets on one, REST on the other), skipped when no Redis is

@@ -1,4 +1,4 @@
-"""The WebSocket feed's hardening (CONTRACT section 16), with real sockets and the real app.
+"""The WebSocket feed's hardening (docs/websocket.md), with real sockets and the real app.
 
 - Open sockets follow the user: a role change, a new key or audience, or a lower lifetime cap
   closes the affected sockets with 4401 on every instance, and the client that reconnects
