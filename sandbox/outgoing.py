@@ -67,9 +67,7 @@ class WebhookSender:
 
     async def start(self) -> None:
         if self._worker is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-            )
+            self._session = aiohttp.ClientSession()
             self._worker = asyncio.create_task(self._run(), name="sandbox-webhooks")
 
     async def stop(self) -> None:
@@ -106,7 +104,10 @@ class WebhookSender:
             raw, headers = signed(body, self.secret)
             delivery.bodies.append(raw)
             try:
-                async with self._session.post(self.url, data=raw, headers=headers) as resp:
+                timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+                async with self._session.post(
+                    self.url, data=raw, headers=headers, timeout=timeout
+                ) as resp:
                     delivery.status = resp.status
                     await resp.read()
                 if 200 <= resp.status < 300:
@@ -118,12 +119,12 @@ class WebhookSender:
                 delivery.status = None
                 delivery.error = f"{type(exc).__name__}: {exc}"
             if delivery.attempts >= self.attempts:
-                log.warning("webhook given up", type=body.get("type"), error=delivery.error)
+                log.warning("webhook given up", webhook_type=body.get("type"), error=delivery.error)
                 return
             log.info(
                 "webhook not accepted, will retry",
-                type=body.get("type"),
-                event=body.get("event"),
+                webhook_type=body.get("type"),
+                webhook_event=body.get("event"),
                 attempt=delivery.attempts,
                 error=delivery.error,
             )

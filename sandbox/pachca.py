@@ -78,6 +78,7 @@ _EMOJI_NAMES = {
 }
 MAX_REACTIONS_PER_USER = 20
 MAX_REACTIONS_PER_MESSAGE = 30
+MAX_REACTIONS = 1000
 
 
 class PachcaSandbox(FaultScript):
@@ -328,7 +329,8 @@ class PachcaSandbox(FaultScript):
     def remove_member(self, chat_id: int, user_id: int) -> None:
         """Remove a member; emits `chat_member`/`remove`. The chat's owner cannot be removed."""
         if self._owners.get(chat_id) == user_id:
-            raise SandboxError(403, "forbidden", "The chat's owner cannot be removed")
+            # guess: the status; the code is the spec's.
+            raise SandboxError(422, "cannot_kick_owner", "The chat's owner cannot be removed")
         current = self._members.get(chat_id, set())
         if user_id not in current:
             # guess: the status and code; the spec lists 404 for this method.
@@ -765,11 +767,13 @@ class PachcaSandbox(FaultScript):
             return held  # "set already: it will not be set again" (the spec)
         own = {r["code"] for r in reactions if r["user_id"] == user_id}
         codes = {r["code"] for r in reactions}
-        if len(own) >= MAX_REACTIONS_PER_USER or (
-            code not in codes and len(codes) >= MAX_REACTIONS_PER_MESSAGE
-        ):
-            # guess: the status and code; the limits are the spec's.
-            raise SandboxError(422, "too_many_reactions", "Too many reactions", key="code")
+        # The limits and their codes are the spec's; the status is a guess.
+        if len(own) >= MAX_REACTIONS_PER_USER:
+            raise SandboxError(422, "user_limit", "20 different reactions per user", key="code")
+        if code not in codes and len(codes) >= MAX_REACTIONS_PER_MESSAGE:
+            raise SandboxError(422, "unique_limit", "30 different reactions", key="code")
+        if len(reactions) >= MAX_REACTIONS:
+            raise SandboxError(422, "general_limit", "1000 reactions per message", key="code")
         reaction = {
             "user_id": user_id,
             "created_at": now_iso(),
