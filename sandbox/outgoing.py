@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ class WebhookSender:
         attempts: int = 5,
         first_pause_s: float = 0.5,
         timeout_s: float = 10.0,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.url: str | None = None
         self.secret = ""
@@ -51,6 +53,7 @@ class WebhookSender:
         self.attempts = attempts
         self.first_pause_s = first_pause_s
         self.timeout_s = timeout_s
+        self._on_change = on_change  # after each attempt (the page shows deliveries)
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -91,6 +94,7 @@ class WebhookSender:
                 delivery.error = repr(exc)
                 log.exception("webhook delivery failed")
             finally:
+                self._on_change()
                 self._queue.task_done()
 
     async def _deliver(self, delivery: Delivery) -> None:
@@ -121,6 +125,7 @@ class WebhookSender:
             if delivery.attempts >= self.attempts:
                 log.warning("webhook given up", webhook_type=body.get("type"), error=delivery.error)
                 return
+            self._on_change()
             log.info(
                 "webhook not accepted, will retry",
                 webhook_type=body.get("type"),

@@ -118,7 +118,7 @@ class PachcaSandbox(FaultScript):
         self.users: dict[int, str] = {bot_user_id: bot_name}  # people (and the bot) by id
         self.chat_names: dict[int, str] = {}  # channels the page names
         self.store = ObjectStore()
-        self.sender = WebhookSender()
+        self.sender = WebhookSender(on_change=self._touch)
         self.sender.url = webhook_url
         self.sender.secret = signing_secret
         self._members: dict[int, set[int]] = {}

@@ -136,6 +136,7 @@ function renderThreads(view) {
 
 function renderDeliveries(view) {
   ui.deliveriesEmpty.hidden = view.deliveries.length > 0;
+  ui.deliveriesEmpty.textContent = t(view.webhook_url ? "noWebhooks" : "noWebhookUrl");
   ui.deliveryList.replaceChildren(
     ...view.deliveries.map((d) => {
       const params = { type: d.type, event: d.event, status: d.status ?? "-" };
