@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from sandbox.pachca import PachcaSandbox
+from tests.web.conftest import browser  # noqa: F401 - Chromium, as the web client's tests use it
 
 TOKEN = "sandbox-test-token"
 SECRET = "sandbox-test-signing-secret"

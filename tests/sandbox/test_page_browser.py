@@ -13,7 +13,6 @@ from playwright.async_api import Browser, Page, expect
 from sandbox.pachca import PachcaSandbox
 from tests.sandbox.conftest import TEACHER, Receiver, open_thread, relay
 from tests.web.conftest import STEP_MS, bounded
-from tests.web.conftest import browser as browser  # noqa: PLC0414 - the fixture, re-registered
 
 
 async def open_page(browser: Browser, url: str, locale: str = "en-US") -> tuple[Page, list[str]]:
