@@ -150,14 +150,13 @@ class PachcaSandbox(FaultScript):
         """Serve on `host`:`port` (0: any free port) until stop(); return the API base URL."""
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
         try:
-            await site.start()
+            await web.TCPSite(self._runner, host, port).start()
         except OSError:
             await self._runner.cleanup()
             self._runner = None
             raise
-        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound = self._runner.addresses[0][1]
         self._started_at(f"http://{host}:{bound}")
         assert self.base_url is not None
         return self.base_url

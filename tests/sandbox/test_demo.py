@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from bridge import cli
+from bridge.config import parse_config
+from sandbox.demo import demo_config
+from sandbox.pachca import PachcaSandbox
 from tests.web.conftest import STEP_MS
 
 LINKS_S = 60.0
@@ -181,3 +185,38 @@ async def test_a_busy_port_is_an_error_and_leaves_nothing(workdirs: tuple[Path, 
     assert out == b""
     assert list(tmp.iterdir()) == []
     assert list(cwd.iterdir()) == []
+
+
+def test_a_port_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["demo", "--port", "70000"])
+
+    assert exited.value.code == 2
+    assert "a port is 0..65535" in capsys.readouterr().err
+
+
+async def test_the_environment_cannot_point_the_demo_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_DATABASE__URL", "postgresql+asyncpg://prod@db:5432/bridge")
+    monkeypatch.setenv("BRIDGE_FEED__BACKEND", "redis")
+    monkeypatch.setenv("BRIDGE_FEED__URL", "redis://prod:6379/0")
+    monkeypatch.setenv("BRIDGE_PACHCA__TOKEN", "the-real-bot-token")
+    monkeypatch.setenv("BRIDGE_LIMITS__POSTS_PER_MINUTE", "7")
+    base = parse_config({})  # the environment applies, as load_config applies it
+    sandbox = PachcaSandbox(token="sandbox-token", signing_secret="sandbox-secret")
+    await sandbox.start()
+    try:
+        config = demo_config(base, tmp_path, 0, sandbox)
+    finally:
+        await sandbox.stop()
+
+    assert base.database.url.startswith("postgresql")  # what a real run would have used
+    assert config.database.url == f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}"
+    assert config.feed.backend == "memory"
+    assert config.pachca.token.get_secret_value() == "sandbox-token"
+    assert config.pachca.api_url == sandbox.base_url
+    assert config.pachca.signing_secrets == ["sandbox-secret"]
+    assert config.limits.posts_per_minute == 7  # the rest of the config is the user's
+    assert len(config.auth.service_tokens) == 1
+    assert len(config.auth.jwt_secret.get_secret_value()) >= 32
