@@ -242,12 +242,13 @@ class _Actions:
         counts: dict[str, list[int]] = {}
         for r in s.reactions_of(m["id"]):
             counts.setdefault(r["code"], []).append(r["user_id"])
-        origin = s.origin or ""
         return {
             "id": m["id"],
             "user_id": m["user_id"],
             "author": m.get("display_name") or s.users.get(m["user_id"], f"User {m['user_id']}"),
             "by_bot": m["user_id"] == s.bot_user_id,
+            # Posted by the bot under someone else's name (a forum message relayed by the bridge).
+            "relayed": bool(m.get("display_name")),
             "mine": m["user_id"] == me,
             "content": m["content"],
             "created_at": m["created_at"],
@@ -257,7 +258,9 @@ class _Actions:
                 {
                     "name": f["name"],
                     "image": f["file_type"] == "image",
-                    "url": s.store.presigned_url(origin, f["key"]),
+                    # Relative: the page's own origin, however it was opened (localhost or
+                    # 127.0.0.1), so the CSP's img-src 'self' lets images load.
+                    "url": s.store.presigned_url("", f["key"]),
                 }
                 for f in m["files"]
             ],

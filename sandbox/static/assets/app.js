@@ -91,7 +91,9 @@ function act(promise) {
 
 // --- rendering ---------------------------------------------------------------------------
 
-function render(view) {
+// While a message is being edited the thread is left as it is (the editor keeps its caret);
+// it catches up when the edit is saved or cancelled.
+function render(view, { force = false } = {}) {
   state.view = view;
   if (!view.threads.some((thread) => thread.id === state.threadId)) {
     state.threadId = view.threads[0]?.id ?? null; // the newest, until one is chosen
@@ -100,7 +102,9 @@ function render(view) {
   renderPeople(view);
   renderThreads(view);
   renderDeliveries(view);
-  renderThread(view.threads.find((thread) => thread.id === state.threadId) ?? null);
+  if (force || state.editing === null) {
+    renderThread(view.threads.find((thread) => thread.id === state.threadId) ?? null);
+  }
 }
 
 function renderPeople(view) {
@@ -127,11 +131,16 @@ function renderThreads(view) {
             onclick: () => openThread(thread.id),
           },
           h("span", { class: "thread-item-title" }, thread.root.content),
-          h("span", { class: "thread-item-last" }, last ? `${last.author}: ${last.content}` : ""),
+          h("span", { class: "thread-item-last" }, last ? `${last.author}: ${summary(last)}` : ""),
         ),
       );
     }),
   );
+}
+
+/** A message in one line: its text, else its files' names. */
+function summary(message) {
+  return message.content || message.files.map((file) => file.name).join(", ");
 }
 
 function renderDeliveries(view) {
@@ -150,7 +159,7 @@ function openThread(id) {
   state.threadId = id;
   state.editing = null;
   writeHash();
-  if (state.view) render(state.view);
+  if (state.view) render(state.view, { force: true });
   ui.input.focus();
 }
 
@@ -180,7 +189,7 @@ function renderMessage(message, { root = false } = {}) {
       "div",
       { class: "msg-head" },
       h("span", { class: "msg-author" }, message.author),
-      message.by_bot ? h("span", { class: "msg-via" }, t("viaBot")) : null,
+      message.relayed ? h("span", { class: "msg-via" }, t("viaBot")) : null,
       h("time", { datetime: message.created_at }, shortTime(message.created_at)),
       message.edited ? h("span", { class: "msg-edited" }, t("edited")) : null,
     ),
@@ -289,19 +298,19 @@ function toggleReaction(message, code) {
 
 function startEdit(message) {
   state.editing = { id: message.id, draft: message.content };
-  render(state.view);
+  render(state.view, { force: true });
 }
 
 function cancelEdit() {
   state.editing = null;
-  render(state.view);
+  render(state.view, { force: true });
 }
 
 function saveEdit(message) {
   const draft = state.editing.draft;
   act(api.edit(state.me, message.id, draft)).then(() => {
     state.editing = null;
-    render(state.view);
+    render(state.view, { force: true });
   }, () => {});
 }
 
