@@ -1,4 +1,4 @@
-"""The command line (docs/operations.md): serve, migrate, check-config, token."""
+"""The command line (docs/operations.md): serve, migrate, check-config, token, demo."""
 
 from __future__ import annotations
 
@@ -35,7 +35,21 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="lifetime in seconds, at most auth.max_token_ttl_s (default: an hour, or that cap)",
     )
+    demo = command("demo", "the service with a Pachca sandbox on this machine, to try it out")
+    demo.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="the service's port (default: server.port); the sandbox takes the next free one",
+    )
     return parser
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0..65535")
+    return port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(recover_from_config(config))
     if args.command == "token":
         return asyncio.run(_token(config, args.user_id, args.ttl))
+    if args.command == "demo":
+        # The sandbox sits above the service, like the HTTP edge: imported at the top only.
+        from sandbox import demo
+
+        return demo.main(config, args.port)
     return _serve(config, args.config)
 
 

@@ -5,7 +5,7 @@ Enable it with `pytest_plugins = ["tests.fakes"]` in the top-level tests/conftes
 `from tests.fakes import fake_pachca_fixture  # noqa: F401` in a test module.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -30,7 +30,9 @@ FAKE_PACHCA_TOKEN = "test-token"
 @pytest.fixture(name="fake_pachca")
 async def fake_pachca_fixture(
     aiohttp_server: Callable[[web.Application], Awaitable[Any]],
-) -> FakePachca:
+) -> AsyncIterator[FakePachca]:
     fake = FakePachca(token=FAKE_PACHCA_TOKEN)
     await fake.serve(aiohttp_server)
-    return fake
+    yield fake
+    # Whatever the test did, the fake itself answered as the spec says Pachca answers.
+    assert not fake.answer_errors, fake.answer_errors
