@@ -76,7 +76,8 @@ def text_of(path: Path) -> str | None:
 def outside_references(root: Path, files: Iterable[Path]) -> list[str]:
     found = []
     for path in files:
-        text = text_of(path)
+        # Third-party license texts are quoted verbatim (MIT speaks of "an action of contract").
+        text = None if "LICENSE" in path.name else text_of(path)
         if text is None:
             continue
         for number, line in enumerate(text.splitlines(), 1):
