@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge.chats import ChatReader
-from bridge.enrollments import Enrollments
-from bridge.history import History
-from bridge.messages import MessageWriter
+from bridge.feed.history import History
+from bridge.forum.chats import ChatReader
+from bridge.forum.enrollments import Enrollments
+from bridge.forum.messages import MessageWriter
+from bridge.forum.users import Users
 from bridge.runtime import Runtime
-from bridge.users import Users
 
 
 @dataclass

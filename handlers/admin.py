@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.outbox_admin import OutboxAdmin
+from bridge.ops.outbox_admin import OutboxAdmin
 from handlers.auth import service_only
 from handlers.body import int_param, path_int
 from handlers.keys import SERVICES

@@ -10,10 +10,10 @@ from aiohttp import web
 
 from bridge.auth import Tokens, load_generated_secret
 from bridge.config import Config, LiveConfig
-from bridge.feed import Feed, MemoryFeed
-from bridge.feed_redis import RedisFeed
-from bridge.metrics import Metrics
-from bridge.reload import ConfigWatcher, share_auth_changes
+from bridge.feed.redis import RedisFeed
+from bridge.feed.transport import Feed, MemoryFeed
+from bridge.ops.metrics import Metrics
+from bridge.ops.reload import ConfigWatcher, share_auth_changes
 from bridge.runtime import Runtime
 from bridge.services import Services
 from handlers import admin, background, forum, ops, platform, webhooks, ws

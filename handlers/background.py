@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bridge.jobs import Maintenance, MaintenanceTuning
-from bridge.outbox import OutboxTuning, OutboxWorker
+from bridge.ops.maintenance import Maintenance, MaintenanceTuning
+from bridge.pachca.worker import OutboxTuning, OutboxWorker
 from handlers.keys import METRICS, SERVICES
 
 OUTBOX_TUNING = web.AppKey("outbox_tuning", OutboxTuning)

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bridge.errors import InvalidRequest, NotFound, RequestTimeout
-from bridge.inputs import MAX_ID_CHARS, MAX_INT, Input
+from bridge.forum.inputs import MAX_ID_CHARS, MAX_INT, Input
 from handlers.keys import SERVICES
 
 M = TypeVar("M", bound=Input)

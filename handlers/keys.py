@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.metrics import Metrics
-from bridge.reload import ConfigWatcher
+from bridge.ops.metrics import Metrics
+from bridge.ops.reload import ConfigWatcher
 from bridge.services import Services
 
 SERVICES = web.AppKey("services", Services)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bridge.errors import InvalidRequest
-from bridge.inputs import EnrollmentIn, UserIn
+from bridge.forum.inputs import EnrollmentIn, UserIn
 from handlers.auth import service_only
 from handlers.body import int_param, path_id, read_model
 from handlers.keys import SERVICES

@@ -31,11 +31,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from bot.events import InvalidPayload, parse_webhook
 from bot.signature import SignatureError, WebhookVerifier
+from bot.webhooks import InvalidPayload, parse_webhook
 from bridge.config import PachcaConfig
 from bridge.errors import RequestTimeout
-from bridge.relay import TRANSIENT_ERRORS, Relay
+from bridge.pachca.relay import TRANSIENT_ERRORS, Relay
 from handlers.body import read_body
 from handlers.errors import error_response
 from handlers.keys import METRICS, SERVICES

@@ -1,7 +1,7 @@
 """The WebSocket feed, ``GET /api/v1/ws?token=<JWT>[&since=<event_id>]`` (CONTRACT section 7).
 
 The edge only: it upgrades, authenticates the connection, parses client frames and hands
-everything else to the hub (bridge/hub.py), which keeps the socket following its user.
+everything else to the hub (bridge/feed/hub.py), which keeps the socket following its user.
 
 Close codes:
 - 1001: the server is shutting down.
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 
 from bridge.auth import Principal, principal_for
 from bridge.errors import DomainError, InvalidRequest, Unauthorized
-from bridge.hub import CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, Conn, Hub
+from bridge.feed.hub import CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, Conn, Hub
 from handlers.keys import METRICS, SERVICES
 
 log = structlog.get_logger("bridge.ws")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.events import (
+from bot.webhooks import (
     MAX_KEY_LEN,
     ButtonWebhookPayload,
     ChatMemberWebhookPayload,

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event, func, select
 
-from bridge.events import EventLog
-from bridge.history import History
-from bridge.sequencer import load_events
+from bridge.feed.events import EventLog
+from bridge.feed.history import History
+from bridge.feed.sequencer import load_events
 from handlers.keys import SERVICES
 from store import log, migrate
 from store.db import Database

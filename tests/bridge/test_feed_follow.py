@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bridge import hub as hub_module
 from bridge.auth import Principal
 from bridge.config import Config
-from bridge.hub import Hub
+from bridge.feed import hub as hub_module
+from bridge.feed.hub import Hub
 from handlers.app import create_app
 from handlers.keys import SERVICES
 from handlers.ws import HUB

@@ -11,8 +11,8 @@ import orjson
 from aiohttp.test_utils import TestClient
 
 from bridge.auth import Principal
-from bridge.events import FeedEvent
-from bridge.hub import Conn, Hub
+from bridge.feed.events import FeedEvent
+from bridge.feed.hub import Conn, Hub
 from handlers.keys import SERVICES
 from handlers.ws import HUB
 from tests.world import World

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from redis.asyncio import Redis
 
-from bridge.events import ChatMeta, FeedEvent
-from bridge.feed import AUTH_CHANGED, USER_CHANGED, Control, Typing
-from bridge.feed_redis import RedisFeed, decode, encode_control, encode_events, encode_typing
+from bridge.feed.events import ChatMeta, FeedEvent
+from bridge.feed.redis import RedisFeed, decode, encode_control, encode_events, encode_typing
+from bridge.feed.transport import AUTH_CHANGED, USER_CHANGED, Control, Typing
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.events import EventLog, FeedEvent
-from bridge.sequencer import Sequencer, load_events
+from bridge.feed.events import EventLog, FeedEvent
+from bridge.feed.sequencer import Sequencer, load_events
 from store import migrate
 from store.db import Database
 from tests.world import World
@@ -110,7 +110,7 @@ async def test_the_periodic_check_fills_a_log_head_that_stays_ahead(db: Database
 
 
 async def test_fills_page_through_long_gaps(db: Database, seq, monkeypatch):
-    monkeypatch.setattr("bridge.sequencer.FILL_PAGE", 3)
+    monkeypatch.setattr("bridge.feed.sequencer.FILL_PAGE", 3)
     sequencer, got = seq
     events = await append(db, 8)
     sequencer.push([events[-1]])

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 
 from bridge.auth import Tokens
 from bridge.config import LiveConfig, parse_config
-from bridge.feed import MemoryFeed
-from bridge.jobs import Maintenance, MaintenanceTuning
-from bridge.linking import FORGET_FAILURES_AFTER
-from bridge.metrics import Metrics
+from bridge.feed.transport import MemoryFeed
+from bridge.forum.linking import FORGET_FAILURES_AFTER
+from bridge.ops.maintenance import Maintenance, MaintenanceTuning
+from bridge.ops.metrics import Metrics
 from bridge.runtime import Runtime, utcnow
 from store import deliveries, migrate
 from store import log as event_store

@@ -1,4 +1,4 @@
-"""The shape of /link codes (bridge/link_codes.py): enough randomness, easy to type."""
+"""The shape of /link codes (bridge/forum/link_codes.py): enough randomness, easy to type."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bridge import link_codes
+from bridge.forum import link_codes
 from store.models import LinkCode
 
 SHOWN = re.compile(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")

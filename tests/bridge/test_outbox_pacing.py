@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bridge.config import LiveConfig, parse_config
-from bridge.outbox import OutboxTuning
-from bridge.pachca_factory import PachcaClients, not_ready_reason
-from bridge.pacing import Pacer, WaitTooLong
+from bridge.pachca.clients import PachcaClients, not_ready_reason
+from bridge.pachca.pacing import Pacer, WaitTooLong
+from bridge.pachca.worker import OutboxTuning
 
 
 class FakeClock:

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.client import PachcaClient
 from bridge.cli import main
-from bridge.recovery import recover_webhooks
+from bridge.pachca.recovery import recover_webhooks
 from handlers.background import MAINTENANCE
 from handlers.keys import METRICS, SERVICES
 from store.db import Database

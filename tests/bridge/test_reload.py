@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from bridge.config import LiveConfig, load_config
-from bridge.reload import ConfigWatcher
+from bridge.ops.reload import ConfigWatcher
 
 OLD_TOKEN = "old-service-token-0123456789"
 NEW_TOKEN = "new-service-token-0123456789"

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from bot.mentions import WORD_JOINER as WJ
 from bridge.config import parse_config
-from bridge.outbox import OutboxTuning
+from bridge.pachca.worker import OutboxTuning
 from bridge.runtime import utcnow
 from handlers.app import create_app
 from handlers.background import MAINTENANCE, OUTBOX_TUNING

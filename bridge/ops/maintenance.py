@@ -6,7 +6,7 @@
   older than ``feed.history_retention_s`` (a ``since`` before them then gets a reset); failed
   ``/link`` attempts once they can no longer block anyone;
 - the outbox depth gauge of /metrics;
-- missed-webhook recovery: Pachca's saved event history (bridge/recovery.py) is read and
+- missed-webhook recovery: Pachca's saved event history (bridge/pachca/recovery.py) is read and
   processed, when Pachca is configured. Events already handled are duplicates by their key.
 
 Every instance runs these; each is an idempotent statement, so doing it twice is harmless.
@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bridge import linking, recovery
-from bridge.metrics import Metrics
-from bridge.recovery import RecoveryReport
+from bridge.forum import linking
+from bridge.ops.metrics import Metrics
+from bridge.pachca import recovery
+from bridge.pachca.recovery import RecoveryReport
 from bridge.runtime import Runtime, utcnow
 from store import deliveries as delivery_store
 from store import log as event_store

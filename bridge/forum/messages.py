@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge import events as ev
-from bridge import policy, views
+from bridge import policy
 from bridge.auth import Principal
-from bridge.chats import ChatAccess, access_from_rows, load_access, require_view
 from bridge.errors import ChatInactive, Forbidden, InvalidContent, InvalidRequest, NotFound
-from bridge.inputs import MAX_CONTENT_CHARS, MessageEdit, NewMessage, ReadMark
-from bridge.outbox_jobs import DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE
+from bridge.feed import events as ev
+from bridge.forum import views
+from bridge.forum.chats import ChatAccess, access_from_rows, load_access, require_view
+from bridge.forum.inputs import MAX_CONTENT_CHARS, MessageEdit, NewMessage, ReadMark
+from bridge.pachca.jobs import DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE
 from bridge.runtime import Runtime, utcnow
 from store import forum
 from store import messages as message_store

@@ -31,8 +31,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from bridge.events import ChatMeta, FeedEvent
-from bridge.feed import Control, MemoryFeed, Typing
+from bridge.feed.events import ChatMeta, FeedEvent
+from bridge.feed.transport import Control, MemoryFeed, Typing
 
 log = structlog.get_logger("bridge.feed")
 

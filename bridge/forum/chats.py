@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge import policy, views
+from bridge import policy
 from bridge.auth import Principal
 from bridge.errors import Forbidden, InvalidRequest, NotFound
+from bridge.forum import views
 from bridge.runtime import Runtime
 from store import forum
 from store import messages as message_store

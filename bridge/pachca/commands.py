@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.commands import Command, UnknownCommand
 from bridge.auth import Principal
-from bridge.chats import chat_filter
-from bridge.linking import LinkStatus, link_account
-from bridge.outbox_jobs import SEND_TEXT
+from bridge.forum.chats import chat_filter
+from bridge.forum.linking import LinkStatus, link_account
+from bridge.pachca.jobs import SEND_TEXT
 from store import forum
 from store import outbox as outbox_store
 from store import users as user_store

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from bot.client import PachcaClient, PachcaError
-from bot.events import InvalidPayload, parse_webhook
+from bot.webhooks import InvalidPayload, parse_webhook
 from bridge.config import Config
-from bridge.metrics import Metrics
-from bridge.relay import TRANSIENT_ERRORS, Relay
+from bridge.ops.metrics import Metrics
+from bridge.pachca.relay import TRANSIENT_ERRORS, Relay
 from bridge.runtime import Runtime
 
 log = structlog.get_logger("bridge.recovery")
@@ -122,7 +122,7 @@ async def recover_from_config(config: Config) -> int:
     """
     from bridge.auth import Tokens
     from bridge.config import LiveConfig
-    from bridge.feed import MemoryFeed
+    from bridge.feed.transport import MemoryFeed
     from store import migrate
     from store.db import Database
 

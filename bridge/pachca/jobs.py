@@ -1,11 +1,12 @@
-"""Carrying out one outbox job against Pachca (CONTRACT section 8, outbound).
+"""The kinds of outbox job, and carrying out one against Pachca (CONTRACT section 8, outbound).
 
-Each kind reads the current state of what it reports (a message's text at delivery time, the
-chat's teacher now), so a job that waited still sends the truth. The outcome is a `Done` - with,
-for kinds that learn a Pachca id, the write that records it, run by the worker in the same
-transaction that marks the job done - or an exception: `Postpone` (cannot run yet, not a
-failure), `Retry` (failed, try again later), `Permanent` (will never succeed) or any
-`PachcaError` (the worker classifies it).
+The forum services queue jobs by kind (the constants below) in their own transactions; the
+worker (bridge/pachca/worker.py) runs them here. Each kind reads the current state of what it
+reports (a message's text at delivery time, the chat's teacher now), so a job that waited
+still sends the truth. The outcome is a `Done` - with, for kinds that learn a Pachca id, the
+write that records it, run by the worker in the same transaction that marks the job done - or
+an exception: `Postpone` (cannot run yet, not a failure), `Retry` (failed, try again later),
+`Permanent` (will never succeed) or any `PachcaError` (the worker classifies it).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.client import PachcaClient, PachcaError
 from bot.mentions import neutralise
-from bridge import outbox_jobs as kinds
-from bridge.pacing import Pacer, WaitTooLong
+from bridge.pachca.pacing import Pacer, WaitTooLong
 from bridge.runtime import Runtime
 from store import pachca_links as links
 
 log = structlog.get_logger("bridge.outbox")
+
+# The kinds of job, and their payloads.
+OPEN_THREAD = "open_thread"  # {"chat_id"}: root message in the channel, thread, members
+ADD_MEMBER = "add_member"  # {"chat_id", "user_id"}: add a teacher/tutor to the thread's chat
+POST_MESSAGE = "post_message"  # {"message_id"}: post a web message into the thread
+EDIT_MESSAGE = "edit_message"  # {"message_id"}: follow an edit
+DELETE_MESSAGE = "delete_message"  # {"message_id"}: follow a deletion
+SEND_TEXT = "send_text"  # {"entity_type", "entity_id", "content"}: a bot answer
 
 T = TypeVar("T")
 Finish = Callable[[AsyncConnection], Awaitable[None]]
@@ -82,12 +90,12 @@ class Deliveries:
         self.pacer = pacer
         self.max_pacing_wait_s = max_pacing_wait_s
         self._kinds: dict[str, Callable[[Job, PachcaClient], Awaitable[Done]]] = {
-            kinds.OPEN_THREAD: self.open_thread,
-            kinds.ADD_MEMBER: self.add_member,
-            kinds.POST_MESSAGE: self.post_message,
-            kinds.EDIT_MESSAGE: self.edit_message,
-            kinds.DELETE_MESSAGE: self.delete_message,
-            kinds.SEND_TEXT: self.send_text,
+            OPEN_THREAD: self.open_thread,
+            ADD_MEMBER: self.add_member,
+            POST_MESSAGE: self.post_message,
+            EDIT_MESSAGE: self.edit_message,
+            DELETE_MESSAGE: self.delete_message,
+            SEND_TEXT: self.send_text,
         }
 
     async def run(self, job: Job, client: PachcaClient) -> Done:

@@ -5,7 +5,7 @@ The durable event log is the source of truth; a feed only carries events that we
 committed, as fast as it can. Whatever a backend loses (a Redis blip, a crash between commit
 and publish) the hub's sequencer fills from the log, so no backend has to be reliable.
 
-Backends: ``MemoryFeed`` (one process) and ``feed_redis.RedisFeed`` (several instances sharing
+Backends: ``MemoryFeed`` (one process) and ``redis.RedisFeed`` (several instances sharing
 one database). Both hand events published in this process to local subscribers at once.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.events import FeedEvent
+from bridge.feed.events import FeedEvent
 
 Subscriber = Callable[[Sequence[FeedEvent]], Awaitable[None] | None]
 

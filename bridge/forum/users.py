@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from bridge import link_codes, views
-from bridge.enrollments import sync_chats
 from bridge.errors import InvalidRequest, NotFound, UnknownUser
-from bridge.feed import USER_CHANGED, Control
-from bridge.inputs import UserIn
-from bridge.outbox_jobs import ADD_MEMBER
+from bridge.feed.transport import USER_CHANGED, Control
+from bridge.forum import link_codes, views
+from bridge.forum.enrollments import sync_chats
+from bridge.forum.inputs import UserIn
+from bridge.pachca.jobs import ADD_MEMBER
 from bridge.policy import Role
 from bridge.runtime import Runtime, utcnow
 from store import forum

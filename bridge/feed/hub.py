@@ -32,17 +32,18 @@ from typing import Any
 import orjson
 import structlog
 
-from bridge import events as ev
-from bridge import policy, views
+from bridge import policy
 from bridge.auth import Principal, token_rules
-from bridge.chats import chat_filter
 from bridge.config import Config
 from bridge.errors import Forbidden, Unauthorized
-from bridge.feed import USER_CHANGED, Control, Feed, Typing
-from bridge.history import History
-from bridge.metrics import Metrics
+from bridge.feed import events as ev
+from bridge.feed.history import History
+from bridge.feed.sequencer import Sequencer, head
+from bridge.feed.transport import USER_CHANGED, Control, Feed, Typing
+from bridge.forum import views
+from bridge.forum.chats import chat_filter
+from bridge.ops.metrics import Metrics
 from bridge.runtime import Runtime
-from bridge.sequencer import Sequencer, head
 from store import forum, log
 from store import users as user_store
 

@@ -44,11 +44,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.commands import parse_command
-from bot.events import MessageWebhookPayload, UnknownPayload, WebhookPayload, delivery_key
-from bridge import bot_commands, policy, views
-from bridge import events as ev
-from bridge.chats import access_from_rows, load_access
-from bridge.messages import write_new_message
+from bot.webhooks import MessageWebhookPayload, UnknownPayload, WebhookPayload, delivery_key
+from bridge import policy
+from bridge.feed import events as ev
+from bridge.forum import views
+from bridge.forum.chats import access_from_rows, load_access
+from bridge.forum.messages import write_new_message
+from bridge.pachca import commands as bot_commands
 from bridge.runtime import Runtime, utcnow
 from store import deliveries, forum
 from store import messages as message_store

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge.events import CHAT_CREATED, CHAT_UPDATED, ChatMeta, FeedEvent, event_from_log
+from bridge.feed.events import CHAT_CREATED, CHAT_UPDATED, ChatMeta, FeedEvent, event_from_log
 from store import forum, log
 from store.db import Database
 

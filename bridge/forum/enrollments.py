@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge import events as ev
-from bridge import views
 from bridge.errors import NotFound, UnknownUser
-from bridge.inputs import EnrollmentIn
-from bridge.outbox_jobs import ADD_MEMBER, OPEN_THREAD
+from bridge.feed import events as ev
+from bridge.forum import views
+from bridge.forum.inputs import EnrollmentIn
+from bridge.pachca.jobs import ADD_MEMBER, OPEN_THREAD
 from bridge.policy import ChatType, Role
 from bridge.runtime import Runtime, utcnow
 from store import forum

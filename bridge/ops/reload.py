@@ -20,7 +20,7 @@ import structlog
 
 from bridge.auth import token_rules
 from bridge.config import Config, ConfigError, LiveConfig, load_config
-from bridge.feed import AUTH_CHANGED, Control, Feed
+from bridge.feed.transport import AUTH_CHANGED, Control, Feed
 
 log = structlog.get_logger("bridge.config")
 

@@ -31,10 +31,10 @@ from typing import Any
 import structlog
 
 from bot.client import PachcaClient, PachcaError
-from bridge.deliveries import Deliveries, Done, Job, Permanent, Postpone, Retry
-from bridge.metrics import Metrics
-from bridge.pachca_factory import not_ready_reason
-from bridge.pacing import Pacer
+from bridge.ops.metrics import Metrics
+from bridge.pachca.clients import not_ready_reason
+from bridge.pachca.jobs import Deliveries, Done, Job, Permanent, Postpone, Retry
+from bridge.pachca.pacing import Pacer
 from bridge.runtime import Runtime, utcnow
 from store import outbox as store
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.errors import InvalidRequest, NotFound
+from bridge.forum.views import iso
 from bridge.runtime import Runtime, utcnow
-from bridge.views import iso
 from store import outbox as outbox_store
 
 MAX_LIMIT = 500

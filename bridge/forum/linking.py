@@ -1,9 +1,9 @@
 """Tying a Pachca account to a platform user with a one-time code (``/link CODE``).
 
-Codes (bridge/link_codes.py) carry 60 random bits and live 15 minutes, one per user at a time.
-Guessing is capped too: after ``MAX_WRONG_CODES`` codes that linked nothing, sent by one Pachca
-user within ``WRONG_CODE_WINDOW``, that user's ``/link`` is blocked for ``BLOCK_FOR``: a code
-sent then is not even looked at, however right. The attempts are rows in the database, so the
+Codes (bridge/forum/link_codes.py) carry 60 random bits and live 15 minutes, one per user at a
+time. Guessing is capped too: after ``MAX_WRONG_CODES`` codes that linked nothing, sent by one
+Pachca user within ``WRONG_CODE_WINDOW``, that user's ``/link`` is blocked for ``BLOCK_FOR``: a
+code sent then is not even looked at, however right. The attempts are rows in the database, so the
 block holds across instances and restarts.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge import link_codes
-from bridge.users import enqueue_membership
+from bridge.forum import link_codes
+from bridge.forum.users import enqueue_membership
 from store import users as user_store
 
 MAX_WRONG_CODES = 5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.events import FeedEvent, event_from_log, frame_from_log
+from bridge.feed.events import FeedEvent, event_from_log, frame_from_log
 from bridge.runtime import Runtime
 from store import log
 
