@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 
 from bot.signature import sign
 from store.db import Database
-from tests.fakes.webhooks import encode, message_event
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     BOT_USER_ID,
     SECRET,
     TEACHER_PACHCA_ID,
@@ -28,6 +27,7 @@ from tests.handlers.webhook_kit import (
     counts,
     pachca_section,
 )
+from tests.fakes.webhooks import encode, message_event
 from tests.world import World
 
 FUZZ = settings(

@@ -17,8 +17,7 @@ from bridge.config import parse_config
 from handlers.app import create_app
 from handlers.keys import SERVICES
 from store.db import Database
-from tests.fakes.webhooks import encode, message_event, reaction_event, signed
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     SECRET,
     build_forum,
     chat_messages,
@@ -27,6 +26,7 @@ from tests.handlers.webhook_kit import (
     deliver_ok,
     pachca_section,
 )
+from tests.fakes.webhooks import encode, message_event, reaction_event, signed
 from tests.world import World
 
 NOTHING = {"messages": 0, "webhook_deliveries": 0, "outbox": 0, "events": 0}

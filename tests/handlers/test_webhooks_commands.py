@@ -19,8 +19,7 @@ from bridge.config import Config
 from handlers.app import create_app
 from store.db import Database
 from store.models import LinkCode, LinkFailure
-from tests.fakes.webhooks import message_event
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     BOT_USER_ID,
     TEACHER_PACHCA_ID,
     Forum,
@@ -35,6 +34,7 @@ from tests.handlers.webhook_kit import (
     pachca_section,
     pachca_user_id,
 )
+from tests.fakes.webhooks import message_event
 from tests.world import World
 
 NEWCOMER_PACHCA_ID = 4001

@@ -17,7 +17,7 @@ from handlers.app import create_app
 from handlers.keys import SERVICES
 from handlers.ws import HUB
 from store.db import Database
-from tests.bridge.test_feed_hub import FakeConn
+from tests.bridge.feed.test_hub import FakeConn
 from tests.conftest import SERVICE_TOKEN
 from tests.eventually import eventually
 from tests.world import World

@@ -11,8 +11,7 @@ from sqlalchemy import update
 
 from store.db import Database
 from store.models import Message
-from tests.fakes.webhooks import iso, message_event
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     BOT_USER_ID,
     STUDENT_PACHCA_ID,
     TEACHER_PACHCA_ID,
@@ -28,6 +27,7 @@ from tests.handlers.webhook_kit import (
     outbox_jobs,
     pachca_section,
 )
+from tests.fakes.webhooks import iso, message_event
 from tests.world import World
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -24,8 +24,7 @@ from tests.fakes import (
     FakePachca,
     fake_pachca_fixture,  # noqa: F401
 )
-from tests.fakes.webhooks import message_event, reaction_event
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     BOT_USER_ID,
     TEACHER_PACHCA_ID,
     Forum,
@@ -37,6 +36,7 @@ from tests.handlers.webhook_kit import (
     outbox_jobs,
     pachca_section,
 )
+from tests.fakes.webhooks import message_event, reaction_event
 from tests.world import World
 
 CHANNEL_ID = 4242
