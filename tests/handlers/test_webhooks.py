@@ -32,10 +32,7 @@ from tests.world import World
 NOTHING = {"messages": 0, "webhook_deliveries": 0, "outbox": 0, "events": 0}
 
 
-@pytest.fixture
-def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
-    config_data["pachca"] = pachca_section()
-    return config_data
+pytestmark = pytest.mark.config_sections(pachca=pachca_section())
 
 
 async def app_with(

@@ -40,10 +40,7 @@ from tests.world import World
 NEWCOMER_PACHCA_ID = 4001
 
 
-@pytest.fixture
-def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
-    config_data["pachca"] = pachca_section()
-    return config_data
+pytestmark = pytest.mark.config_sections(pachca=pachca_section())
 
 
 def direct(content: str, user_id: int = NEWCOMER_PACHCA_ID) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from handlers.ws import HUB, text_frame_header
 from store import log as event_log
 from store.db import Database
 from tests.conftest import SERVICE_TOKEN
+from tests.eventually import eventually
 from tests.world import World
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -646,10 +647,7 @@ async def test_metrics_count_sockets_and_feed_events(cluster: Cluster, school: C
     await student.ws.close()
     await teacher.ws.close()
     hub = cluster.app(0)[HUB]
-    for _ in range(200):
-        if not hub.conns:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not hub.conns, what="the hub to forget the sockets")
     assert sample("bridge_websockets_connected") == 0
     resp = await cluster.clients[0].get("/metrics")
     text = await resp.text()

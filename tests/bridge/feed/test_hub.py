@@ -15,6 +15,7 @@ from bridge.feed.events import FeedEvent
 from bridge.feed.hub import Conn, Hub
 from handlers.keys import SERVICES
 from handlers.ws import HUB
+from tests.eventually import eventually
 from tests.world import World
 
 
@@ -37,10 +38,7 @@ class FakeConn(Conn):
 
 async def flushed(conn: FakeConn) -> list[dict[str, Any]]:
     """The frames, once the writer has nothing left to send."""
-    for _ in range(100):
-        if conn.writer is None and not conn.backlog:
-            break
-        await asyncio.sleep(0)
+    await eventually(lambda: conn.writer is None and not conn.backlog, what="the writer to finish")
     return conn.frames
 
 
@@ -126,10 +124,7 @@ async def test_a_socket_that_cannot_keep_up_is_dropped_alone(client: TestClient,
     for i in range(posts):
         await world.post(student.id, chat_id, f"m{i}")
         await flushed(fast)
-    for _ in range(100):
-        if slow.closed is not None:
-            break
-        await asyncio.sleep(0)
+    await eventually(lambda: slow.closed is not None, what="the slow socket to be closed")
     assert slow.closed == 4408
     assert slow not in hub.conns
     frames = await flushed(fast)

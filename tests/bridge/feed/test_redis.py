@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -13,6 +12,7 @@ from redis.asyncio import Redis
 from bridge.feed.events import ChatMeta, FeedEvent
 from bridge.feed.redis import RedisFeed, decode, encode_control, encode_events, encode_typing
 from bridge.feed.transport import AUTH_CHANGED, USER_CHANGED, Control, Typing
+from tests.eventually import eventually
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -84,14 +84,6 @@ class Inbox:
         self.typing.append(typing)
 
 
-async def eventually(check, what: str) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[RedisFeed, Inbox, RedisFeed, Inbox]]:
     probe = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
@@ -120,13 +112,13 @@ async def test_instances_hear_each_other_once(pair):
     a, a_in, b, b_in = pair
     await a.publish(EVENTS)
     assert a_in.events == EVENTS  # locally at once, before any round trip
-    await eventually(lambda: b_in.events == EVENTS, "the other instance")
+    await eventually(lambda: b_in.events == EVENTS, what="the other instance")
     await a.publish_typing(TYPING)
-    await eventually(lambda: b_in.typing == [TYPING], "typing on the other instance")
+    await eventually(lambda: b_in.typing == [TYPING], what="typing on the other instance")
     # A's own echo was ignored: its subscribers got everything exactly once.
     await b.publish([])
     await b.publish_typing(Typing(5, "u2", b"{}"))
-    await eventually(lambda: len(a_in.typing) == 2, "typing back")
+    await eventually(lambda: len(a_in.typing) == 2, what="typing back")
     assert a_in.events == EVENTS
     assert a_in.typing == [TYPING, Typing(5, "u2", b"{}")]
 
@@ -136,9 +128,9 @@ async def test_control_messages_reach_every_instance_marked_local_or_remote(pair
     changed = Control(USER_CHANGED, "u1")
     a.publish_control(changed)
     assert a_in.control == [(changed, False)]  # locally at once
-    await eventually(lambda: b_in.control == [(changed, True)], "the other instance")
+    await eventually(lambda: b_in.control == [(changed, True)], what="the other instance")
     b.publish_control(Control(AUTH_CHANGED))
-    await eventually(lambda: len(a_in.control) == 2, "the first instance")
+    await eventually(lambda: len(a_in.control) == 2, what="the first instance")
     assert a_in.control[1] == (Control(AUTH_CHANGED), True)
     assert b_in.control == [(changed, True), (Control(AUTH_CHANGED), False)]
 
@@ -155,6 +147,6 @@ async def test_a_dropped_connection_resubscribes_and_asks_for_a_resync(pair):
         await admin.client_kill_filter(_id=mine[0]["id"])
     finally:
         await admin.aclose()
-    await eventually(lambda: resynced == [True], "a resync")
+    await eventually(lambda: resynced == [True], what="a resync")
     await a.publish(EVENTS)
-    await eventually(lambda: b_in.events == EVENTS, "events after the reconnect")
+    await eventually(lambda: b_in.events == EVENTS, what="events after the reconnect")

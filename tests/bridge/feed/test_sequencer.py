@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -12,6 +11,7 @@ from bridge.feed.events import EventLog, FeedEvent
 from bridge.feed.sequencer import Sequencer, load_events
 from store import migrate
 from store.db import Database
+from tests.eventually import eventually
 from tests.world import World
 
 
@@ -44,11 +44,7 @@ class Collector:
         return [e.id for e in self.events]
 
     async def wait_for(self, count: int) -> None:
-        for _ in range(500):
-            if len(self.events) >= count:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"only {self.ids} delivered")
+        await eventually(lambda: len(self.events) >= count, what=f"{count} events delivered")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import yaml
 
 from bridge.config import LiveConfig, load_config
 from bridge.ops.reload import ConfigWatcher
+from tests.eventually import eventually
 
 OLD_TOKEN = "old-service-token-0123456789"
 NEW_TOKEN = "new-service-token-0123456789"
@@ -79,10 +79,9 @@ async def test_file_change_is_picked_up_while_running(tmp_path: Path) -> None:
         data["limits"]["posts_per_minute"] = 7
         data["pachca"] = {"bot_user_id": 77}
         write(path, data)
-        for _ in range(200):
-            if live.current.limits.posts_per_minute == 7:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: live.current.limits.posts_per_minute == 7, what="the change to apply"
+        )
         assert live.current.limits.posts_per_minute == 7
         assert live.current.pachca.bot_user_id == 77
     finally:

@@ -42,10 +42,7 @@ from tests.world import World
 CHANNEL_ID = 4242
 
 
-@pytest.fixture
-def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
-    config_data["pachca"] = pachca_section()
-    return config_data
+pytestmark = pytest.mark.config_sections(pachca=pachca_section())
 
 
 @pytest.fixture
