@@ -95,13 +95,6 @@ class ChatReader:
             records = await forum.load_chats(conn, who.id, flt=flt)
         return [views.chat_obj(r) for r in records]
 
-    async def access(self, who: Principal, chat_id: int) -> ChatAccess:
-        """The chat, checked to exist (404) and to be visible to ``who`` (403)."""
-        async with self.rt.db.read() as conn:
-            access = await load_access(conn, chat_id)
-        require_view(who, access)
-        return access
-
     async def get_chat(self, who: Principal, chat_id: int) -> dict[str, Any]:
         async with self.rt.db.read() as conn:
             require_view(who, await load_access(conn, chat_id))

@@ -32,7 +32,7 @@ def test_live_sections_apply_and_restart_sections_wait(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     data = base(tmp_path)
     write(path, data)
-    live = LiveConfig(load_config(path), path)
+    live = LiveConfig(load_config(path))
     data["limits"]["posts_per_minute"] = 5
     data["auth"]["service_tokens"] = [NEW_TOKEN]
     data["server"]["port"] = 9090
@@ -47,7 +47,7 @@ def test_live_sections_apply_and_restart_sections_wait(tmp_path: Path) -> None:
 def test_invalid_edit_keeps_last_good_config(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     write(path, base(tmp_path))
-    live = LiveConfig(load_config(path), path)
+    live = LiveConfig(load_config(path))
     before = live.current
     path.write_text("limits: {posts_per_minute: lots}\n")
 
@@ -59,7 +59,7 @@ def test_an_edit_with_a_weak_secret_is_ignored_like_any_invalid_edit(tmp_path: P
     path = tmp_path / "config.yaml"
     data = base(tmp_path)
     write(path, data)
-    live = LiveConfig(load_config(path), path)
+    live = LiveConfig(load_config(path))
     before = live.current
     data["auth"]["service_tokens"] = [OLD_TOKEN, "short-token"]
     write(path, data)
@@ -72,7 +72,7 @@ async def test_file_change_is_picked_up_while_running(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     data = base(tmp_path)
     write(path, data)
-    live = LiveConfig(load_config(path), path)
+    live = LiveConfig(load_config(path))
     watcher = ConfigWatcher(live, path, poll_s=0.05)
     watcher.start()
     try:
