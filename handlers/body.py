@@ -23,7 +23,7 @@ async def read_body(request: web.Request) -> bytes:
     if request.content.is_eof():
         # The usual case, a small body that came with the head: no timer to set.
         return await request.read()
-    timeout = request.app[SERVICES].rt.live.current.server.body_timeout_s
+    timeout = request.app[SERVICES].config.server.body_timeout_s
     try:
         async with asyncio.timeout(timeout):
             return await request.read()

@@ -2,22 +2,14 @@
 
 Each connection is subscribed to the chats its user may see (CONTRACT section 6, asked of
 ``bridge.policy``), re-decided as ``chat.created`` / ``chat.updated`` events arrive. Events
-reach the hub through the sequencer, in event-id order and without gaps.
+reach the hub through the sequencer, in event-id order and without gaps, and go to each
+connection's queue without waiting (bridge/feed/connection.py). A connection whose queue is
+full has fallen behind: it is closed (``CloseReason.TOO_SLOW``) and resumes with ``since``,
+while everyone else carries on.
 
-Sending never waits: when nothing is queued and the socket takes data, a frame is written to
-it at once; otherwise it goes onto the connection's bounded backlog, and a writer task, alive
-only while the backlog is not empty, feeds the socket as it drains. A connection whose backlog
-is full has fallen behind: it is closed with ``CLOSE_TOO_SLOW`` and resumes with ``since``,
-while everyone else carries on. Every frame is the publisher's bytes, shared by all recipients.
-
-Joining (``join``) makes replay and live stream meet with no gap and no duplicate: the
-connection buffers live events from the moment it registers, then reads the log head ``H`` and
-its chats, replays ``(since, H]``, and goes live with the buffered events after ``H``.
-
-A socket follows its user: it is closed with ``CLOSE_UNAUTHORIZED`` when the user's role
-changes or the user is gone (a ``USER_CHANGED`` control message, from any instance), when the
-token rules in force (key, audience, lifetime cap) no longer accept its token, and at the
-token's expiry. A socket is not decided once at connect and then trusted.
+Here: the registry of connections (live and joining), their subscriptions, fan-out and who
+sees what. Beside it: joining (bridge/feed/joining.py), typing (bridge/feed/typing.py) and
+sockets following their user (bridge/feed/following.py).
 """
 
 from __future__ import annotations
@@ -25,156 +17,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 import structlog
 
 from bridge import policy
-from bridge.auth import Principal, token_rules
-from bridge.config import Config
-from bridge.errors import Forbidden, Unauthorized
 from bridge.feed import events as ev
+from bridge.feed.connection import CloseReason, Conn
+from bridge.feed.following import Following
 from bridge.feed.history import History
+from bridge.feed.joining import Joining
 from bridge.feed.sequencer import Sequencer, head
-from bridge.feed.transport import USER_CHANGED, Control, Feed, Typing
-from bridge.forum import views
-from bridge.forum.chats import chat_filter
+from bridge.feed.transport import Feed
+from bridge.feed.typing import TypingRelay
 from bridge.ops.metrics import Metrics
 from bridge.runtime import Runtime
-from store import forum, log
-from store import users as user_store
 
 logger = structlog.get_logger("bridge.feed")
 
-CLOSE_GOING_AWAY = 1001  # server shutting down
-CLOSE_UNAUTHORIZED = 4401  # bad token, unknown user, expired; the user or token rules changed
-CLOSE_TOO_SLOW = 4408  # the client fell behind its send queue: reconnect with `since`
-CLOSE_BAD_REQUEST = 4400  # a malformed `since`
-CLOSE_TOO_MANY = 4429  # the user already holds limits.sockets_per_user sockets here
-
-TYPING_INTERVAL_S = 2.0  # at most one typing relay per user per chat in this long
 CHECK_INTERVAL_S = 2.0  # the sequencer's safety net, and typing-throttle housekeeping
-REPLAY_PAGE = 500
-RECHECK_BATCH = 500  # sockets re-verified (or users read) before letting others run
-# Control messages travel at most once, like events: every this many checks (a minute) the
-# sockets are checked against the users table and the token rules anyway, which bounds how
-# long a lost message matters.
+# Every this many checks (a minute) the open sockets are checked against the users table and
+# the token rules, in case a control message was lost (bridge/feed/following.py).
 SWEEP_EVERY_CHECKS = 30
 SHUTDOWN_FLUSH_S = 2.0  # on shutdown, how long queued frames get to go out
 SHUTDOWN_TOTAL_S = 5.0
 
-RESET_FRAME = b'{"type":"reset"}'
-
-
-class Conn:
-    """One connected client. Kept small: thousands of these stay open at once.
-
-    Subclasses (the WebSocket edge) implement ``transmit`` and ``terminate``, and may
-    implement ``write_now``.
-    """
-
-    __slots__ = (
-        "backlog",
-        "buffer",
-        "chats",
-        "closing",
-        "expiry",
-        "floor",
-        "token",
-        "user",
-        "writer",
-    )
-
-    def __init__(self, user: Principal, token: str = ""):
-        self.user = user
-        self.token = token  # verified again whenever the token rules change
-        self.chats: set[int] = set()  # chats subscribed to (not kept for admins: they see all)
-        self.floor = 0  # events up to this id came with the join (replay or snapshot)
-        self.backlog: deque[bytes] | None = None  # frames waiting for the writer
-        self.writer: asyncio.Task[None] | None = None
-        self.buffer: list[ev.FeedEvent] | None = None  # live events buffered while joining
-        self.closing = False
-        self.expiry: asyncio.TimerHandle | None = None
-
-    async def transmit(self, frame: bytes) -> None:
-        """Send one text frame, waiting for the socket if it pushes back."""
-        raise NotImplementedError
-
-    async def terminate(self, code: int, reason: str) -> None:
-        """Close the socket with ``code``."""
-        raise NotImplementedError
-
-    def write_now(self, frame: bytes) -> bool:
-        """Send one text frame without waiting if the socket can take it right now; False
-        (nothing sent) otherwise. Only called while nothing is queued."""
-        return False
-
-    @property
-    def is_admin(self) -> bool:
-        return self.user.role == policy.Role.ADMIN
-
-    def enqueue(self, frame: bytes, limit: int) -> bool:
-        """Queue a frame without waiting; False when ``limit`` frames are already queued."""
-        backlog = self.backlog
-        if backlog is None:
-            if self.writer is None and self.write_now(frame):
-                return True
-            backlog = self.backlog = deque()
-        elif len(backlog) >= limit:
-            return False
-        backlog.append(frame)
-        if self.writer is None:
-            self.writer = asyncio.get_running_loop().create_task(self._write(backlog))
-        return True
-
-    async def _write(self, backlog: deque[bytes]) -> None:
-        try:
-            while backlog:
-                await self.transmit(backlog.popleft())
-        except Exception:
-            # The peer is gone; its reader notices too and leaves the hub.
-            self.closing = True
-            backlog.clear()
-        finally:
-            self.writer = None
-            if self.backlog is backlog:
-                self.backlog = None  # an idle connection holds no queue
-
 
 class Hub:
-    def __init__(self, rt: Runtime, metrics: Metrics, *, queue_size: int):
+    def __init__(
+        self, rt: Runtime, metrics: Metrics, *, queue_size: int, history: History | None = None
+    ):
         self.rt = rt
         self.queue_size = queue_size
-        self.history = History(rt)
+        self.history = history or History(rt)
         self.sequencer = Sequencer(rt.db, self._dispatch)
         self.conns: set[Conn] = set()
+        self.following = Following(self, rt)
+        self.joining = Joining(self, rt)
+        self.typing_relay = TypingRelay(self, rt.feed)
+        self.stopping = False  # shutdown has begun: no socket joins any more
         self._metrics = metrics
         self._event_counters: dict[str, Any] = {}
-        self._pending: set[Conn] = set()
+        self._pending: set[Conn] = set()  # joining: buffering live events until they are live
         self._by_chat: dict[int, set[Conn]] = {}
         self._by_user: dict[str, set[Conn]] = {}
-        self._admins: set[Conn] = set()
-        self._typing_seen: dict[tuple[str, int], float] = {}
+        self._see_all: set[Conn] = set()  # live connections of users who see every chat
         self._tasks: set[asyncio.Task[None]] = set()
         self._checker: asyncio.Task[None] | None = None
-        # How many user or token-rule changes this hub has heard of: a join that saw the
-        # count move while its socket authenticated checks that socket again.
-        self.changes = 0
-        self._recheck: asyncio.Task[None] | None = None
-        self._recheck_due = False
-        self._recheck_roles = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def attach(self, feed: Feed) -> None:
         feed.subscribe(self.receive)
-        feed.subscribe_typing(self.receive_typing)
-        feed.subscribe_control(self.receive_control)
+        feed.subscribe_typing(self.typing_relay.receive)
+        feed.subscribe_control(self.following.receive_control)
         feed.on_resync(self._resynced)
-        self.rt.live.subscribe(self.config_changed)
+        self.rt.live.subscribe(self.following.config_changed)
 
     async def start(self) -> None:
         self.sequencer.start(await head(self.rt.db))
@@ -186,20 +85,21 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checker
         await self.sequencer.stop()
-        if self._recheck is not None:
-            self._recheck.cancel()
+        self.following.stop()
         for task in list(self._tasks):
             task.cancel()
 
     async def shutdown(self) -> None:
-        """Close every socket with 1001, after giving queued frames a moment to go out."""
+        """Close every socket, joining ones included (``GOING_AWAY``), after giving queued
+        frames a moment to go out. A socket that comes to join after this is closed at once."""
+        self.stopping = True
 
         async def close(conn: Conn) -> None:
             conn.closing = True  # takes no new frames
             if conn.writer is not None:
                 await asyncio.wait({conn.writer}, timeout=SHUTDOWN_FLUSH_S)
             self._forget(conn)
-            await conn.terminate(CLOSE_GOING_AWAY, "server shutting down")
+            await conn.terminate(CloseReason.GOING_AWAY, "server shutting down")
 
         conns = list(self.conns)
         if not conns:
@@ -212,18 +112,28 @@ class Hub:
         checks = 0
         while True:
             await asyncio.sleep(CHECK_INTERVAL_S)
-            self._prune_typing()
+            self.typing_relay.prune()
             if not self.conns:
                 continue  # nobody to deliver to; joiners read the log themselves
             checks += 1
             if checks % SWEEP_EVERY_CHECKS == 0:
-                self._schedule_recheck(roles=True)
+                self.following.schedule_recheck(roles=True)
             try:
                 await self.sequencer.check()
             except Exception as exc:
                 logger.warning("feed check failed", error=repr(exc))
 
-    # --- connections --------------------------------------------------------------------
+    def _resynced(self) -> None:
+        # The feed reconnected: events, and control messages with them, may have been lost.
+        self.sequencer.resync()
+        self.following.schedule_recheck(roles=True)
+
+    # --- what the WebSocket edge calls ----------------------------------------------------
+
+    @property
+    def changes(self) -> int:
+        """How many user or token-rule changes this hub has heard of (see ``join``)."""
+        return self.following.changes
 
     async def join(
         self,
@@ -232,19 +142,43 @@ class Hub:
         expires_at: float | None,
         changes_seen: int | None = None,
     ) -> None:
-        """Register ``conn``, replay what it missed, send ``ready``, and make it live.
+        """Register ``conn``, replay what it missed, send ``ready``, and make it live
+        (bridge/feed/joining.py)."""
+        await self.joining.join(conn, since, expires_at, changes_seen)
 
-        ``changes_seen`` is ``self.changes`` from before ``conn``'s user was authenticated:
-        when it has moved since, a change may have slipped in between, and the user and
-        token are checked again. A user already holding ``limits.sockets_per_user`` sockets
-        here gets this one closed with ``CLOSE_TOO_MANY``."""
-        same_user = self._by_user.get(conn.user.id)
-        limit = self.rt.live.current.limits.sockets_per_user
-        if same_user is not None and len(same_user) >= limit:
+    def reply(self, conn: Conn, frame: bytes) -> None:
+        """Answer a client frame through the queue, in order with everything else."""
+        self.push(conn, frame)
+
+    async def typing(self, conn: Conn, chat_id: int) -> None:
+        """Relay that ``conn``'s user is typing in ``chat_id`` (bridge/feed/typing.py)."""
+        await self.typing_relay.send(conn, chat_id)
+
+    def leave(self, conn: Conn) -> None:
+        conn.closing = True
+        if conn.writer is not None:
+            conn.writer.cancel()
+        self._forget(conn)
+
+    # --- the registry ---------------------------------------------------------------------
+
+    async def admit(self, conn: Conn, expires_at: float | None) -> bool:
+        """Register a joining ``conn`` (it buffers live events until it goes live); False,
+        with ``conn`` closed, when it may not join: the server is shutting down, or its user
+        already holds ``limits.sockets_per_user`` sockets here."""
+        refused = None
+        if self.stopping:
+            refused = (CloseReason.GOING_AWAY, "server shutting down")
+        else:
+            same_user = self._by_user.get(conn.user.id)
+            limit = self.rt.live.current.limits.sockets_per_user
+            if same_user is not None and len(same_user) >= limit:
+                refused = (CloseReason.TOO_MANY, "too many open sockets for this user")
+        if refused is not None:
             conn.closing = True
             with contextlib.suppress(Exception):
-                await conn.terminate(CLOSE_TOO_MANY, "too many open sockets for this user")
-            return
+                await conn.terminate(*refused)
+            return False
         conn.buffer = []
         self._pending.add(conn)
         self.conns.add(conn)
@@ -254,79 +188,57 @@ class Hub:
         if expires_at is not None:
             delay = max(0.0, expires_at - time.time())
             conn.expiry = asyncio.get_running_loop().call_later(delay, self._expire, conn)
-        if changes_seen is not None and changes_seen != self.changes:
-            await self._revalidate([conn], roles=True)
-            if conn.closing:
-                return
+        return True
 
-        flt = chat_filter(conn.user)
-        async with self.rt.db.read() as db:
-            newest = await log.last_id(db)
-            chat_ids = await forum.visible_chat_ids(db, flt) if flt.chat_types else []
-        if since is not None:
-            await self._replay(conn, since, newest, chat_ids)
-        if not conn.closing:
-            self._go_live(conn, newest, chat_ids)
-
-    async def _replay(self, conn: Conn, since: int, newest: int, chat_ids: list[int]) -> None:
-        # A `since` ahead of the log belongs to some other history: start afresh.
-        reset = since > newest
-        cursor = since
-        while not reset and cursor < newest and not conn.closing:
-            page = await self.history.replay(
-                cursor,
-                chat_ids=None if conn.is_admin else chat_ids,
-                user_id=conn.user.id,
-                limit=REPLAY_PAGE,
-            )
-            if page is None:
-                reset = True  # pruned: the client refetches over REST
-                break
-            for event in page:
-                if event.id > newest or conn.closing:
-                    return
-                # Straight to the socket, waiting on it: a long replay is paced by the client.
-                await conn.transmit(event.frame)
-            if len(page) < REPLAY_PAGE:
-                break
-            cursor = page[-1].id
-        if reset and not conn.closing:
-            await conn.transmit(RESET_FRAME)
-
-    def _go_live(self, conn: Conn, newest: int, chat_ids: list[int]) -> None:
-        # Synchronous from here to the end: no event can slip in between.
+    def go_live(self, conn: Conn, chat_ids: Iterable[int]) -> None:
+        """A joined ``conn`` takes live events from now on: those of ``chat_ids`` (or every
+        chat, for a user who sees all)."""
         self._pending.discard(conn)
-        buffered, conn.buffer = conn.buffer or [], None
-        conn.floor = newest
-        if conn.is_admin:
-            self._admins.add(conn)
+        if conn.sees_all:
+            self._see_all.add(conn)
         else:
             for chat_id in chat_ids:
                 self._subscribe(conn, chat_id)
-        user = conn.user
-        ready = {
-            "type": "ready",
-            "user": views.person(user.id, user.name, user.role),
-            "chat_ids": chat_ids,
-            "last_event_id": newest,
-        }
-        self._push(conn, orjson.dumps(ready))
-        for event in buffered:
-            if self._decide(conn, event):
-                self._push(conn, event.frame)
 
-    def leave(self, conn: Conn) -> None:
+    def sockets_of(self, user_id: str) -> Iterable[Conn]:
+        """The user's connections here, joining ones included."""
+        return self._by_user.get(user_id, ())
+
+    def subscribers(self, chat_id: int) -> Iterable[Conn]:
+        """The live connections subscribed to a chat (not those who see every chat)."""
+        return self._by_chat.get(chat_id, ())
+
+    def drop(self, conn: Conn, reason: CloseReason, message: str) -> None:
+        """Close ``conn`` from outside its handler. Safe to call while iterating the indexes:
+        they change only when the closing task starts."""
+        if conn.closing:
+            return
         conn.closing = True
         if conn.writer is not None:
             conn.writer.cancel()
+        if conn.backlog is not None:
+            conn.backlog.clear()
+        task = asyncio.get_running_loop().create_task(self._terminate(conn, reason, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _terminate(self, conn: Conn, reason: CloseReason, message: str) -> None:
         self._forget(conn)
+        if reason is CloseReason.TOO_SLOW:
+            logger.info("feed client too slow; disconnected", user_id=conn.user.id)
+        with contextlib.suppress(Exception):
+            await conn.terminate(reason, message)
+
+    def _expire(self, conn: Conn) -> None:
+        conn.expiry = None
+        self.drop(conn, CloseReason.UNAUTHORIZED, "token expired")
 
     def _forget(self, conn: Conn) -> None:
         if conn not in self.conns:
             return
         self.conns.discard(conn)
         self._pending.discard(conn)
-        self._admins.discard(conn)
+        self._see_all.discard(conn)
         for chat_id in conn.chats:
             subs = self._by_chat.get(chat_id)
             if subs is not None:
@@ -344,103 +256,6 @@ class Hub:
             conn.expiry = None
         conn.buffer = None
         self._metrics.websockets.dec()
-
-    def _expire(self, conn: Conn) -> None:
-        conn.expiry = None
-        self._drop(conn, CLOSE_UNAUTHORIZED, "token expired")
-
-    # --- sockets follow the user ---------------------------------------------------------
-
-    def receive_control(self, control: Control, remote: bool) -> None:
-        """The feed's control subscriber (from this instance or another)."""
-        if control.kind == USER_CHANGED and control.user_id is not None:
-            self.user_changed(control.user_id)
-
-    def user_changed(self, user_id: str) -> None:
-        """The user's role changed, or the user is gone: close their sockets (joining ones
-        included); the clients reconnect and get what the user may see now."""
-        self.changes += 1
-        for conn in list(self._by_user.get(user_id, ())):
-            self._drop(conn, CLOSE_UNAUTHORIZED, "user changed: reconnect")
-
-    def config_changed(self, old: Config, new: Config) -> None:
-        """The LiveConfig listener: new token rules re-verify every open socket's token."""
-        if token_rules(old.auth) != token_rules(new.auth):
-            self.changes += 1
-            self._schedule_recheck(roles=False)
-
-    def _resynced(self) -> None:
-        # The feed reconnected: control messages may have been lost with the events.
-        self.sequencer.resync()
-        self._schedule_recheck(roles=True)
-
-    def _schedule_recheck(self, *, roles: bool) -> None:
-        if not self.conns:
-            return  # nobody to check; a join under way sees `changes` move and checks itself
-        self._recheck_due = True
-        self._recheck_roles = self._recheck_roles or roles
-        if self._recheck is None:
-            self._recheck = asyncio.get_running_loop().create_task(
-                self._recheck_all(), name="feed-recheck"
-            )
-
-    async def _recheck_all(self) -> None:
-        try:
-            while self._recheck_due:
-                roles, self._recheck_roles, self._recheck_due = self._recheck_roles, False, False
-                await self._revalidate(list(self.conns), roles=roles)
-        except Exception as exc:
-            logger.warning("socket re-check failed", error=repr(exc))
-        finally:
-            self._recheck = None
-
-    async def _revalidate(self, conns: list[Conn], *, roles: bool) -> None:
-        """Close each of ``conns`` whose token the rules in force refuse, or (with ``roles``)
-        whose user is gone or holds another role than the socket was opened for."""
-        for n, conn in enumerate(conns, 1):
-            if conn.closing:
-                continue
-            try:
-                self.rt.tokens.verify(conn.token)
-            except Unauthorized:
-                self._drop(conn, CLOSE_UNAUTHORIZED, "token no longer accepted: reconnect")
-            if n % RECHECK_BATCH == 0:
-                await asyncio.sleep(0)  # thousands of signatures: let the loop breathe
-        if not roles:
-            return
-        alive = [c for c in conns if not c.closing]
-        user_ids = sorted({c.user.id for c in alive})
-        found: dict[str, Any] = {}
-        for start in range(0, len(user_ids), RECHECK_BATCH):
-            async with self.rt.db.read() as db:
-                found.update(
-                    await user_store.get_users(db, user_ids[start : start + RECHECK_BATCH])
-                )
-        for conn in alive:
-            row = found.get(conn.user.id)
-            if row is None or row["role"] != conn.user.role:
-                self._drop(conn, CLOSE_UNAUTHORIZED, "user changed: reconnect")
-
-    def _drop(self, conn: Conn, code: int, reason: str) -> None:
-        """Close ``conn`` from outside its handler. Safe to call while iterating the indexes:
-        they change only when the closing task starts."""
-        if conn.closing:
-            return
-        conn.closing = True
-        if conn.writer is not None:
-            conn.writer.cancel()
-        if conn.backlog is not None:
-            conn.backlog.clear()
-        task = asyncio.get_running_loop().create_task(self._terminate(conn, code, reason))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _terminate(self, conn: Conn, code: int, reason: str) -> None:
-        self._forget(conn)
-        if code == CLOSE_TOO_SLOW:
-            logger.info("feed client too slow; disconnected", user_id=conn.user.id)
-        with contextlib.suppress(Exception):
-            await conn.terminate(code, reason)
 
     def _subscribe(self, conn: Conn, chat_id: int) -> None:
         conn.chats.add(chat_id)
@@ -470,27 +285,29 @@ class Hub:
                     continue
                 buffer.append(event)
                 if len(buffer) > self.queue_size:
-                    self._drop(conn, CLOSE_TOO_SLOW, "fell behind while joining")
+                    self.drop(conn, CloseReason.TOO_SLOW, "fell behind while joining")
             if event.chat is None and event.audience is None and event.type != ev.CHAT_DELETED:
-                # The hot path (messages, read marks): the chat's subscribers and the admins.
+                # The hot path (messages, read marks): the chat's subscribers and whoever
+                # sees every chat.
                 subs = self._by_chat.get(event.chat_id)
                 if subs:
                     for conn in subs:
                         if event.id > conn.floor:
-                            self._push(conn, event.frame)
-                for conn in self._admins:
+                            self.push(conn, event.frame)
+                for conn in self._see_all:
                     if event.id > conn.floor:
-                        self._push(conn, event.frame)
+                        self.push(conn, event.frame)
             else:
                 for conn in self._affected(event):
-                    if self._decide(conn, event):
-                        self._push(conn, event.frame)
+                    if self.decide(conn, event):
+                        self.push(conn, event.frame)
 
     def _affected(self, event: ev.FeedEvent) -> set[Conn]:
-        """Everyone live whose view a chat event may change: subscribers, admins, the named
-        participants and the explicit audience (joining sockets have it in their buffer)."""
+        """Everyone live whose view a chat event may change: subscribers, those who see every
+        chat, the named participants and the explicit audience (joining sockets have it in
+        their buffer)."""
         found = set(self._by_chat.get(event.chat_id, ()))
-        found |= self._admins
+        found |= self._see_all
         for group in (event.audience, event.chat.participants if event.chat else None):
             for user_id in group or ():
                 found |= self._by_user.get(user_id, set())
@@ -498,11 +315,11 @@ class Hub:
             found -= self._pending
         return found
 
-    def _decide(self, conn: Conn, event: ev.FeedEvent) -> bool:
+    def decide(self, conn: Conn, event: ev.FeedEvent) -> bool:
         """Whether ``conn`` gets ``event``, updating its subscriptions on the way."""
         if event.id <= conn.floor:
             return False  # it came with the join
-        if conn.is_admin:
+        if conn.sees_all:
             return True
         user_id = conn.user.id
         chat_id = event.chat_id
@@ -523,9 +340,10 @@ class Hub:
             return sees or had or addressed
         return had or addressed
 
-    def _push(self, conn: Conn, frame: bytes) -> None:
+    def push(self, conn: Conn, frame: bytes) -> None:
+        """Queue ``frame`` for ``conn``; a connection whose queue is full is dropped."""
         if not conn.closing and not conn.enqueue(frame, self.queue_size):
-            self._drop(conn, CLOSE_TOO_SLOW, "too slow: reconnect with since")
+            self.drop(conn, CloseReason.TOO_SLOW, "too slow: reconnect with since")
 
     def _count(self, event_type: str) -> None:
         counter = self._event_counters.get(event_type)
@@ -534,45 +352,3 @@ class Hub:
                 event_type
             )
         counter.inc()
-
-    # --- client frames ------------------------------------------------------------------
-
-    def reply(self, conn: Conn, frame: bytes) -> None:
-        """Answer a client frame through the queue, in order with everything else."""
-        self._push(conn, frame)
-
-    async def typing(self, conn: Conn, chat_id: int) -> None:
-        """Relay that ``conn``'s user is typing in ``chat_id`` (Forbidden if they may not
-        post there). Throttled silently to one per user and chat per TYPING_INTERVAL_S."""
-        user = conn.user
-        if not policy.RULES[policy.Role(user.role)].posts or chat_id not in conn.chats:
-            raise Forbidden("you may not type in this chat")
-        seen = self._typing_seen.get((user.id, chat_id))
-        if seen is not None and time.monotonic() - seen < TYPING_INTERVAL_S:
-            return
-        frame = orjson.dumps(
-            {
-                "type": "typing",
-                "chat_id": chat_id,
-                "user": views.person(user.id, user.name, user.role),
-            }
-        )
-        await self.rt.feed.publish_typing(Typing(chat_id, user.id, frame))
-
-    def receive_typing(self, typing: Typing) -> None:
-        # The throttle is applied where typing is received, so it holds per user across
-        # instances: a second relay within the interval, from anywhere, goes no further.
-        key = (typing.user_id, typing.chat_id)
-        now = time.monotonic()
-        seen = self._typing_seen.get(key)
-        if seen is not None and now - seen < TYPING_INTERVAL_S:
-            return
-        self._typing_seen[key] = now
-        for conn in self._by_chat.get(typing.chat_id, ()):
-            if conn.user.id != typing.user_id:
-                self._push(conn, typing.frame)
-
-    def _prune_typing(self) -> None:
-        cutoff = time.monotonic() - TYPING_INTERVAL_S
-        for key in [k for k, seen in self._typing_seen.items() if seen < cutoff]:
-            del self._typing_seen[key]

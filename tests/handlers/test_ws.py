@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 
 from bridge.config import parse_config
 from handlers.app import create_app
-from handlers.keys import METRICS
-from handlers.ws import HUB, text_frame_header
+from handlers.keys import SERVICES
+from handlers.ws import text_frame_header
 from store import log as event_log
 from store.db import Database
 from tests.conftest import SERVICE_TOKEN
@@ -603,7 +603,7 @@ async def test_slow_client_is_dropped_while_a_fast_one_keeps_up(
     chat = (await world.enroll(student, teacher)).subject_chat["id"]
     slow = await cluster.join(teacher)  # never reads until the end
     fast = await cluster.join(student)
-    hub = cluster.app(0)[HUB]
+    hub = cluster.app(0)[SERVICES].hub
     assert len(hub.conns) == 2
 
     # Large messages fill the socket buffers between server and the slow client quickly.
@@ -632,7 +632,7 @@ async def test_slow_client_is_dropped_while_a_fast_one_keeps_up(
 
 async def test_metrics_count_sockets_and_feed_events(cluster: Cluster, school: Class):
     def sample(name: str, **labels: str) -> float:
-        value = cluster.app(0)[METRICS].registry.get_sample_value(name, labels or None)
+        value = cluster.app(0)[SERVICES].metrics.registry.get_sample_value(name, labels or None)
         return value or 0.0
 
     assert sample("bridge_websockets_connected") == 0
@@ -646,7 +646,7 @@ async def test_metrics_count_sockets_and_feed_events(cluster: Cluster, school: C
 
     await student.ws.close()
     await teacher.ws.close()
-    hub = cluster.app(0)[HUB]
+    hub = cluster.app(0)[SERVICES].hub
     await eventually(lambda: not hub.conns, what="the hub to forget the sockets")
     assert sample("bridge_websockets_connected") == 0
     resp = await cluster.clients[0].get("/metrics")

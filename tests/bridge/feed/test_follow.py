@@ -15,7 +15,6 @@ from bridge.feed import hub as hub_module
 from bridge.feed.hub import Hub
 from handlers.app import create_app
 from handlers.keys import SERVICES
-from handlers.ws import HUB
 from store.db import Database
 from tests.bridge.feed.test_hub import FakeConn
 from tests.conftest import SERVICE_TOKEN
@@ -32,7 +31,7 @@ def conn_for(world: World, user_id: str, role: str) -> FakeConn:
 async def test_a_role_change_during_authentication_closes_the_joining_socket(
     client: TestClient, world: World
 ) -> None:
-    hub: Hub = client.server.app[HUB]
+    hub: Hub = client.server.app[SERVICES].hub
     teacher = await world.user("teacher", name="Name")
     seen = hub.changes  # the socket handler notes this before it reads the user
     conn = conn_for(world, teacher, "teacher")  # ... and read the old role
@@ -46,7 +45,7 @@ async def test_a_role_change_during_authentication_closes_the_joining_socket(
 async def test_a_join_with_nothing_changed_meanwhile_goes_live(
     client: TestClient, world: World
 ) -> None:
-    hub: Hub = client.server.app[HUB]
+    hub: Hub = client.server.app[SERVICES].hub
     teacher = await world.user("teacher", name="Name")
     seen = hub.changes
     other = await world.user("student")
@@ -61,7 +60,7 @@ async def test_a_join_with_nothing_changed_meanwhile_goes_live(
 async def test_a_lost_role_change_is_caught_when_the_feed_resyncs(
     client: TestClient, world: World, monkeypatch: Any
 ) -> None:
-    hub: Hub = client.server.app[HUB]
+    hub: Hub = client.server.app[SERVICES].hub
     rt = client.server.app[SERVICES].rt
     changed, kept = await world.user("teacher", name="Name"), await world.user("student")
     # The control message never arrives (as if lost on the way from another instance).
@@ -74,7 +73,7 @@ async def test_a_lost_role_change_is_caught_when_the_feed_resyncs(
 
     rt.feed._resynced()  # what the Redis feed does when it has reconnected
     await eventually(lambda: conns[0].closed == 4401, what="the 4401 close")
-    await eventually(lambda: hub._recheck is None, what="the re-check to end")
+    await eventually(lambda: not hub.following.rechecking, what="the re-check to end")
     assert conns[1].closed is None and conns[1] in hub.conns
     hub.leave(conns[1])
 
@@ -86,7 +85,7 @@ async def test_a_lost_role_change_is_caught_by_the_periodic_sweep(
     monkeypatch.setattr(hub_module, "SWEEP_EVERY_CHECKS", 2)
     client = await aiohttp_client(create_app(config, db=database))
     world = World(client, service_token=SERVICE_TOKEN)
-    hub: Hub = client.server.app[HUB]
+    hub: Hub = client.server.app[SERVICES].hub
     rt = client.server.app[SERVICES].rt
     changed = await world.user("teacher", name="Name")
     monkeypatch.setattr(rt.feed, "publish_control", lambda control: None)  # lost

@@ -11,10 +11,11 @@ import orjson
 from aiohttp.test_utils import TestClient
 
 from bridge.auth import Principal
+from bridge.feed.connection import CloseReason, Conn
 from bridge.feed.events import FeedEvent
-from bridge.feed.hub import Conn, Hub
+from bridge.feed.hub import Hub
 from handlers.keys import SERVICES
-from handlers.ws import HUB
+from handlers.ws import CLOSE_CODES
 from tests.eventually import eventually
 from tests.world import World
 
@@ -32,8 +33,8 @@ class FakeConn(Conn):
     async def transmit(self, frame: bytes) -> None:
         self.frames.append(orjson.loads(frame))
 
-    async def terminate(self, code: int, reason: str) -> None:
-        self.closed = code
+    async def terminate(self, reason: CloseReason, message: str) -> None:
+        self.closed = CLOSE_CODES[reason]  # the code the WebSocket edge would send
 
 
 async def flushed(conn: FakeConn) -> list[dict[str, Any]]:
@@ -59,7 +60,7 @@ async def setup_chat(world: World) -> tuple[Principal, int]:
 
 
 async def test_an_event_published_late_is_not_sent_twice(client: TestClient, world: World):
-    hub: Hub = client.server.app[HUB]
+    hub: Hub = client.server.app[SERVICES].hub
     rt = client.server.app[SERVICES].rt
     student, chat_id = await setup_chat(world)
     before = await append_unpublished(client, chat_id, "before")
@@ -79,7 +80,7 @@ async def test_an_event_published_late_is_not_sent_twice(client: TestClient, wor
 async def test_an_event_published_during_the_join_follows_ready(
     client: TestClient, world: World, monkeypatch: Any
 ):
-    hub: Hub = client.server.app[HUB]
+    hub: Hub = client.server.app[SERVICES].hub
     rt = client.server.app[SERVICES].rt
     student, chat_id = await setup_chat(world)
     start = await append_unpublished(client, chat_id, "start")
@@ -106,7 +107,7 @@ async def test_an_event_published_during_the_join_follows_ready(
 
 
 async def test_a_socket_that_cannot_keep_up_is_dropped_alone(client: TestClient, world: World):
-    hub: Hub = client.server.app[HUB]
+    hub: Hub = client.server.app[SERVICES].hub
     hub.queue_size = 3
     student, chat_id = await setup_chat(world)
     stuck = asyncio.Event()

@@ -16,8 +16,7 @@ from pydantic import SecretStr
 from bot.client import PachcaClient
 from bridge.cli import main
 from bridge.pachca.recovery import recover_webhooks
-from handlers.background import MAINTENANCE
-from handlers.keys import METRICS, SERVICES
+from handlers.keys import SERVICES
 from store.db import Database
 from tests.fakes import (
     FAKE_PACHCA_TOKEN,
@@ -102,7 +101,9 @@ async def test_missed_messages_are_recovered_and_removed_from_the_history(
     fake_pachca.add_webhook_event(help_request)
 
     rt = client.app[SERVICES].rt
-    report = await recover_webhooks(rt, pachca, metrics=client.app[METRICS], page_pause_s=0)
+    report = await recover_webhooks(
+        rt, pachca, metrics=client.app[SERVICES].metrics, page_pause_s=0
+    )
 
     assert report.error is None
     assert (report.seen, report.deleted) == (5, 5)
@@ -224,7 +225,7 @@ async def test_the_running_service_recovers_the_history_on_schedule(
     )
     live.current = live.current.model_copy(update={"pachca": pachca})
 
-    report = await client.app[MAINTENANCE].recover_webhooks()
+    report = await client.app[SERVICES].maintenance.recover_webhooks()
 
     assert report is not None and report.error is None
     messages = await chat_messages(world, forum.student, forum.subject_chat)
