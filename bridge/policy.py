@@ -85,10 +85,13 @@ def can_mark_read(role: str, chat_type: str, is_participant: bool) -> bool:
     return is_participant and can_view(role, chat_type, True)
 
 
+_EVERY_CHAT_TYPE = frozenset(ChatType)
+
+
 def sees_every_chat(role: str) -> bool:
     """Whether the role sees every chat there is, whether it takes part or not (an admin)."""
     rule = RULES[Role(role)]
-    return rule.sees == frozenset(ChatType) and not rule.only_as_participant
+    return rule.sees == _EVERY_CHAT_TYPE and not rule.only_as_participant
 
 
 def can_type(role: str, sees_chat: bool) -> bool:
