@@ -63,7 +63,7 @@ async def fill_log(
     for an event's audience is written as the service writes it)."""
     from sqlalchemy import text
 
-    from bridge.events import MESSAGE_CREATED, EventLog, encode
+    from bridge.feed.events import MESSAGE_CREATED, EventLog, encode
     from store.db import Database
     from store.models import Event
 

@@ -11,7 +11,7 @@ CommandName = Literal["help", "link", "threads"]
 _NAMES: dict[str, CommandName] = {"help": "help", "link": "link", "threads": "threads"}
 # "/name" or "/name@botname", nothing glued on: "/path/to/file" or "/link:x" is prose, not a
 # command, so the bot does not answer every message that happens to start with a slash.
-_COMMAND = re.compile(r"/([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z0-9_.\-]+))?")
+_COMMAND = re.compile(r"/([A-Za-z][A-Za-z0-9_]*)(?:@[A-Za-z0-9_.\-]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +27,11 @@ class UnknownCommand:
     name: str  # lower-cased, without the slash
 
 
-def parse_command(content: str, bot_name: str | None = None) -> Command | UnknownCommand | None:
+def parse_command(content: str) -> Command | UnknownCommand | None:
     """Read a command from a message's text, or None when the message is not a command.
 
-    Names are case-insensitive and may carry an `@botname` suffix. With `bot_name` given, a
-    command addressed to another bot (`/help@other_bot`) is not ours and gives None.
+    Names are case-insensitive and may carry an `@botname` suffix, which is ignored: the bot
+    only receives messages in its own direct chats and the threads it runs.
     """
     # str.split() without a separator also strips, and treats any Unicode whitespace
     # (newlines, non-breaking spaces) as a separator.
@@ -41,9 +41,7 @@ def parse_command(content: str, bot_name: str | None = None) -> Command | Unknow
     match = _COMMAND.fullmatch(words[0])
     if match is None:
         return None
-    name, addressee = match.group(1).lower(), match.group(2)
-    if addressee and bot_name and addressee.lower() != bot_name.removeprefix("@").lower():
-        return None
+    name = match.group(1).lower()
     known = _NAMES.get(name)
     if known is None:
         return UnknownCommand(name)

@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return asyncio.run(_migrate(config))
     if args.command == "recover-webhooks":
-        from bridge.recovery import recover_from_config
+        from bridge.pachca.recovery import recover_from_config
 
         return asyncio.run(recover_from_config(config))
     if args.command == "token":
@@ -134,7 +134,7 @@ async def _token(config: Config, user_id: str, ttl: int | None) -> int:
 
 def _serve(config: Config, config_path: str | None) -> int:
     # The HTTP edge sits above this package; it is imported here, at the top of the stack.
-    from bridge import logs
+    from bridge.ops import logs
     from handlers.server import serve
 
     logs.configure(config.logging.format, config.logging.level)

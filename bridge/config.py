@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bridge.policy import ChatType
+
 DEFAULT_CONFIG_PATH = "config.yaml"
 # Below these a key can be guessed or brute-forced offline (an HS256 key from one token).
 MIN_JWT_SECRET_BYTES = 32
@@ -165,14 +167,9 @@ class PachcaConfig(_Section):
         """Where a forum chat's thread is opened: a tutor chat in ``channels.tutors``,
         else the subject's channel, else ``channels.default``."""
         by_subject = self.channels.subjects.get(subject_id)
-        if chat_type == "forum_tutor" and self.channels.tutors is not None:
+        if chat_type == ChatType.TUTOR and self.channels.tutors is not None:
             return self.channels.tutors
         return by_subject if by_subject is not None else self.channels.default
-
-    @property
-    def ready(self) -> bool:
-        """Whether outbound delivery can be attempted at all."""
-        return self.enabled and bool(self.token.get_secret_value())
 
 
 class LoggingConfig(_Section):
@@ -278,10 +275,9 @@ class LiveConfig:
     ``auth``, ``limits`` and ``pachca`` at once without restarting anything. Those that must
     act on a change (open sockets whose token a new key refuses) ``subscribe``."""
 
-    def __init__(self, config: Config, path: str | Path | None = None):
+    def __init__(self, config: Config):
         self._current = config
         self._listeners: list[ConfigListener] = []
-        self.path = Path(path) if path is not None else None
 
     @property
     def current(self) -> Config:

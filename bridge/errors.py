@@ -38,10 +38,6 @@ class NotFound(DomainError):
     code, status = "not_found", 404
 
 
-class PayloadTooLarge(DomainError):
-    code, status = "payload_too_large", 413
-
-
 class RequestTimeout(DomainError):
     """The request body did not fully arrive in time (``server.body_timeout_s``)."""
 

@@ -83,3 +83,19 @@ def can_delete(role: str, chat_type: str, is_participant: bool, is_author: bool)
 def can_mark_read(role: str, chat_type: str, is_participant: bool) -> bool:
     # Read marks belong to the conversation's participants; an admin observes without trace.
     return is_participant and can_view(role, chat_type, True)
+
+
+_EVERY_CHAT_TYPE = frozenset(ChatType)
+
+
+def sees_every_chat(role: str) -> bool:
+    """Whether the role sees every chat there is, whether it takes part or not (an admin)."""
+    rule = RULES[Role(role)]
+    return rule.sees == _EVERY_CHAT_TYPE and not rule.only_as_participant
+
+
+def can_type(role: str, sees_chat: bool) -> bool:
+    """Whether the user's typing is relayed to a chat it sees. Typing announces a post, so
+    only roles that post may type; each of them sees only chats it takes part in, so seeing
+    the chat is enough."""
+    return sees_chat and RULES[Role(role)].posts

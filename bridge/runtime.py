@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from bridge.auth import Tokens
 from bridge.config import LiveConfig
-from bridge.events import EventLog, FeedEvent
-from bridge.feed import Feed
-from bridge.pachca_factory import PachcaClients
+from bridge.feed.events import EventLog, FeedEvent
+from bridge.feed.transport import Feed
+from bridge.pachca.clients import PachcaClients
 from bridge.ratelimit import PostRateLimiter
 from store.db import Database
 from store.hotpath import HotPath, hot_for

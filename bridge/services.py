@@ -1,29 +1,161 @@
-"""The services, built together over one Runtime."""
+"""The composition root: every service built once, over one Runtime, and the background parts
+(feed, hub, outbox worker, housekeeping, config watcher) started and stopped together.
+
+``create_app`` (handlers/app.py) builds one ``Services`` and hands it to the handlers as their
+only way in: they authenticate, read the config and call services through it, and never touch
+the database themselves.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
 
-from bridge.chats import ChatReader
-from bridge.enrollments import Enrollments
-from bridge.history import History
-from bridge.messages import MessageWriter
+import structlog
+
+from bridge.auth import Claims, Principal, Tokens, load_generated_secret, principal_for
+from bridge.config import Config, LiveConfig
+from bridge.feed.history import History
+from bridge.feed.hub import Hub
+from bridge.feed.redis import RedisFeed
+from bridge.feed.transport import Feed, MemoryFeed
+from bridge.forum.chats import ChatReader
+from bridge.forum.enrollments import Enrollments
+from bridge.forum.messages import MessageWriter
+from bridge.forum.users import Users
+from bridge.ops.maintenance import Maintenance
+from bridge.ops.metrics import Metrics
+from bridge.ops.outbox_admin import OutboxAdmin
+from bridge.ops.reload import ConfigWatcher, share_auth_changes
+from bridge.pachca.relay import Relay
+from bridge.pachca.worker import OutboxWorker
 from bridge.runtime import Runtime
-from bridge.users import Users
+from store import migrate
+from store.db import Database, safe_url
+
+__all__ = ["Database", "Services", "make_feed"]  # Database: what create_app may be given
+
+log = structlog.get_logger("bridge.app")
 
 
-@dataclass
+def make_feed(config: Config) -> Feed:
+    if config.feed.backend == "redis":
+        assert config.feed.url is not None  # the config validator requires it
+        return RedisFeed(config.feed.url, config.feed.channel)
+    return MemoryFeed()
+
+
+@dataclass(eq=False)
 class Services:
     rt: Runtime
-    users: Users = field(init=False)
-    enrollments: Enrollments = field(init=False)
-    chats: ChatReader = field(init=False)
-    messages: MessageWriter = field(init=False)
-    feed_log: History = field(init=False)
+    metrics: Metrics
+    users: Users
+    enrollments: Enrollments
+    chats: ChatReader
+    messages: MessageWriter
+    history: History
+    hub: Hub
+    relay: Relay
+    outbox_admin: OutboxAdmin
+    # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
+    # ``build`` and before ``start``.
+    worker: OutboxWorker
+    maintenance: Maintenance
+    # Present when the service runs from a config file (it reloads on change and SIGHUP).
+    watcher: ConfigWatcher | None = None
 
-    def __post_init__(self) -> None:
-        self.users = Users(self.rt)
-        self.enrollments = Enrollments(self.rt)
-        self.chats = ChatReader(self.rt)
-        self.messages = MessageWriter(self.rt)
-        self.feed_log = History(self.rt)
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        *,
+        db: Database | None = None,
+        config_path: str | Path | None = None,
+    ) -> Services:
+        """Everything, wired, nothing started. ``db`` defaults to ``database.url``'s."""
+        live = LiveConfig(config)
+        database = db or Database(config.database.url)
+        rt = Runtime(live=live, db=database, feed=make_feed(config), tokens=Tokens(live, ""))
+        metrics = Metrics()
+        watcher = ConfigWatcher(live, config_path) if config_path is not None else None
+        share_auth_changes(live, rt.feed, watcher)
+        history = History(rt)
+        hub = Hub(rt, metrics, queue_size=config.feed.send_queue_size, history=history)
+        hub.attach(rt.feed)
+        worker = OutboxWorker(rt, metrics)
+        rt.jobs_queued = worker.nudge
+        return cls(
+            rt=rt,
+            metrics=metrics,
+            users=Users(rt),
+            enrollments=Enrollments(rt),
+            chats=ChatReader(rt),
+            messages=MessageWriter(rt),
+            history=history,
+            hub=hub,
+            relay=Relay(rt),
+            outbox_admin=OutboxAdmin(rt),
+            worker=worker,
+            maintenance=Maintenance(rt, metrics),
+            watcher=watcher,
+        )
+
+    # --- what handlers ask ------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The config in force (reloads replace it)."""
+        return self.rt.live.current
+
+    async def authenticate(self, token: str) -> tuple[Principal, Claims]:
+        """The known user a web-client token names, or Unauthorized."""
+        return await principal_for(self.rt.db, self.rt.tokens, token)
+
+    def is_service_token(self, token: str) -> bool:
+        return self.rt.tokens.is_service_token(token)
+
+    async def schema_is_current(self) -> bool:
+        """Whether the database answers and its schema is the code's; raises when the
+        database cannot be reached."""
+        return await migrate.is_current(self.rt.db)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, *, migrate_first: bool = True) -> None:
+        rt = self.rt
+        try:
+            if migrate_first:
+                await migrate.upgrade(rt.db)
+            rt.tokens.use_generated(await load_generated_secret(rt.db))
+            rt.db.start_checkpoints()
+            await rt.feed.start()
+            if self.watcher is not None:
+                self.watcher.start()
+            await self.hub.start()
+            self.worker.start()
+            self.maintenance.start()
+        except BaseException:
+            # Whatever did start stops again (each part's stop is safe when it never ran).
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+        config = self.config
+        log.info(
+            "started",
+            database=safe_url(rt.db.url),
+            feed=config.feed.backend,
+            pachca_enabled=config.pachca.enabled,
+        )
+
+    async def stop(self) -> None:
+        """Stop the background parts in the reverse order, then close the database. Sockets
+        are closed before this, by ``hub.shutdown`` (while requests in flight finish)."""
+        await self.maintenance.stop()
+        await self.worker.stop()
+        await self.rt.pachca.aclose()
+        await self.hub.stop()
+        if self.watcher is not None:
+            await self.watcher.stop()
+        await self.rt.feed.stop()
+        await self.rt.db.dispose()

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.outbox_admin import OutboxAdmin
 from handlers.auth import service_only
 from handlers.body import int_param, path_int
 from handlers.keys import SERVICES
 from handlers.responses import json_response
 
 routes = web.RouteTableDef()
-OUTBOX_ADMIN = web.AppKey("outbox_admin", OutboxAdmin)
 
 
 @routes.get("/api/v1/admin/outbox")
 @service_only
 async def list_outbox(request: web.Request) -> web.Response:
-    result = await request.app[OUTBOX_ADMIN].list(
+    result = await request.app[SERVICES].outbox_admin.list(
         request.query.get("status", "dead"),
         limit=int_param(request, "limit", 100),
         after_id=int_param(request, "after_id", 0),
@@ -28,10 +26,9 @@ async def list_outbox(request: web.Request) -> web.Response:
 @routes.post("/api/v1/admin/outbox/{job_id}/retry")
 @service_only
 async def retry_job(request: web.Request) -> web.Response:
-    result = await request.app[OUTBOX_ADMIN].retry(path_int(request, "job_id"))
+    result = await request.app[SERVICES].outbox_admin.retry(path_int(request, "job_id"))
     return json_response(result)
 
 
 def setup(app: web.Application) -> None:
-    app[OUTBOX_ADMIN] = OutboxAdmin(app[SERVICES].rt)
     app.add_routes(routes)

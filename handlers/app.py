@@ -1,32 +1,22 @@
-"""create_app: the composition root that builds and wires everything."""
+"""create_app: the aiohttp application over one ``Services`` (bridge/services.py builds every
+service; this module adds the routes, the middlewares and the lifecycle)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import structlog
 from aiohttp import web
 
-from bridge.auth import Tokens, load_generated_secret
-from bridge.config import Config, LiveConfig
-from bridge.feed import Feed, MemoryFeed
-from bridge.feed_redis import RedisFeed
-from bridge.metrics import Metrics
-from bridge.reload import ConfigWatcher, share_auth_changes
-from bridge.runtime import Runtime
-from bridge.services import Services
-from handlers import admin, background, forum, ops, platform, webhooks, ws
+from bridge.config import Config
+from bridge.services import Database, Services
+from handlers import admin, forum, ops, platform, webhooks, ws
 from handlers import web as web_client
 from handlers.errors import render_errors
-from handlers.keys import CONFIG_WATCHER, METRICS, SERVICES
+from handlers.keys import SERVICES
 from handlers.middleware import request_context
-from store import migrate
-from store.db import Database, safe_url
 
-log = structlog.get_logger("bridge.app")
-
-# Each feature adds its routes and background work here: one call per feature module.
+# Each feature adds its routes here: one call per feature module.
 FEATURES: list[Callable[[web.Application], None]] = [
     platform.setup,
     forum.setup,
@@ -34,16 +24,8 @@ FEATURES: list[Callable[[web.Application], None]] = [
     webhooks.setup,
     ws.setup,
     admin.setup,
-    background.setup,
     web_client.setup,
 ]
-
-
-def make_feed(config: Config) -> Feed:
-    if config.feed.backend == "redis":
-        assert config.feed.url is not None  # the config validator requires it
-        return RedisFeed(config.feed.url, config.feed.channel)
-    return MemoryFeed()
 
 
 def create_app(
@@ -57,37 +39,14 @@ def create_app(
         middlewares=[request_context, render_errors],
         client_max_size=config.server.max_body_bytes,
     )
-    live = LiveConfig(config, config_path)
-    database = db or Database(config.database.url)
-    rt = Runtime(live=live, db=database, feed=make_feed(config), tokens=Tokens(live, ""))
-    app[SERVICES] = Services(rt)
-    app[METRICS] = Metrics()
-    watcher = ConfigWatcher(live, config_path) if config_path is not None else None
-    if watcher is not None:
-        app[CONFIG_WATCHER] = watcher
-    share_auth_changes(live, rt.feed, watcher)
+    services = Services.build(config, db=db, config_path=config_path)
+    app[SERVICES] = services
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if migrate_on_start:
-            await migrate.upgrade(database)
-        rt.tokens.use_generated(await load_generated_secret(database))
-        database.start_checkpoints()
-        await rt.feed.start()
-        if watcher is not None:
-            watcher.start()
-        log.info(
-            "started",
-            database=safe_url(database.url),
-            feed=config.feed.backend,
-            pachca_enabled=config.pachca.enabled,
-        )
+        await services.start(migrate_first=migrate_on_start)
         yield
-        if watcher is not None:
-            await watcher.stop()
-        await rt.feed.stop()
-        await database.dispose()
+        await services.stop()
 
-    # Registered first, so it runs its cleanup last, after every feature has stopped.
     app.cleanup_ctx.append(lifecycle)
     for setup in FEATURES:
         setup(app)

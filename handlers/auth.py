@@ -7,7 +7,7 @@ from functools import wraps
 
 from aiohttp import web
 
-from bridge.auth import Principal, bearer, principal_for
+from bridge.auth import Principal, bearer
 from bridge.errors import Unauthorized
 from handlers.keys import SERVICES
 
@@ -22,7 +22,7 @@ def service_only(handler: RouteHandler) -> RouteHandler:
     @wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         token = bearer(request.headers.get("Authorization"))
-        if token is None or not request.app[SERVICES].rt.tokens.is_service_token(token):
+        if token is None or not request.app[SERVICES].is_service_token(token):
             raise Unauthorized("a valid service token is required")
         return await handler(request)
 
@@ -37,8 +37,7 @@ def user_only(handler: RouteHandler) -> RouteHandler:
         token = bearer(request.headers.get("Authorization"))
         if token is None:
             raise Unauthorized("a bearer token is required")
-        rt = request.app[SERVICES].rt
-        request[PRINCIPAL], _claims = await principal_for(rt.db, rt.tokens, token)
+        request[PRINCIPAL], _claims = await request.app[SERVICES].authenticate(token)
         return await handler(request)
 
     return wrapper

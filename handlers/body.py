@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bridge.errors import InvalidRequest, NotFound, RequestTimeout
-from bridge.inputs import MAX_ID_CHARS, MAX_INT, Input
+from bridge.forum.inputs import MAX_ID_CHARS, MAX_INT, Input
 from handlers.keys import SERVICES
 
 M = TypeVar("M", bound=Input)
@@ -23,7 +23,7 @@ async def read_body(request: web.Request) -> bytes:
     if request.content.is_eof():
         # The usual case, a small body that came with the head: no timer to set.
         return await request.read()
-    timeout = request.app[SERVICES].rt.live.current.server.body_timeout_s
+    timeout = request.app[SERVICES].config.server.body_timeout_s
     try:
         async with asyncio.timeout(timeout):
             return await request.read()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.inputs import MessageEdit, NewMessage, ReadMark
+from bridge.forum.inputs import MessageEdit, NewMessage, ReadMark
 from handlers.auth import principal, user_only
 from handlers.body import int_param, path_int, read_model
 from handlers.keys import SERVICES

@@ -1,14 +1,9 @@
-"""Typed application keys: how handlers reach the services."""
+"""The one application key: how handlers reach the services (bridge/services.py)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.metrics import Metrics
-from bridge.reload import ConfigWatcher
 from bridge.services import Services
 
 SERVICES = web.AppKey("services", Services)
-METRICS = web.AppKey("metrics", Metrics)
-# Present when the app was started with a config file (it reloads on change and SIGHUP).
-CONFIG_WATCHER = web.AppKey("config_watcher", ConfigWatcher)

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from handlers.errors import Handler
-from handlers.keys import METRICS
+from handlers.keys import SERVICES
 
 log = structlog.get_logger("bridge.http")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -38,7 +38,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     finally:
         route = route_name(request)
-        request.app[METRICS].requests.labels(route, str(status)).inc()
+        request.app[SERVICES].metrics.requests.labels(route, str(status)).inc()
         # The path only: a query string may carry a token (the WebSocket feed's ?token=).
         # A log sink that fails (a closed stderr) must not fail the request it describes.
         with contextlib.suppress(OSError, ValueError):

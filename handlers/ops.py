@@ -7,9 +7,8 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from handlers.keys import METRICS, SERVICES
+from handlers.keys import SERVICES
 from handlers.responses import json_response
-from store import migrate
 
 routes = web.RouteTableDef()
 READY_TIMEOUT_S = 2.0
@@ -22,10 +21,10 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    db = request.app[SERVICES].rt.db
+    services = request.app[SERVICES]
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            current = await migrate.is_current(db)
+            current = await services.schema_is_current()
     except Exception:
         return json_response({"status": "unavailable", "database": "unreachable"}, status=503)
     if not current:
@@ -37,7 +36,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    body = generate_latest(request.app[SERVICES].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bridge.errors import InvalidRequest
-from bridge.inputs import EnrollmentIn, UserIn
+from bridge.forum.inputs import EnrollmentIn, UserIn
 from handlers.auth import service_only
 from handlers.body import int_param, path_id, read_model
 from handlers.keys import SERVICES
@@ -70,7 +70,7 @@ async def get_events(request: web.Request) -> web.Response:
         raise InvalidRequest("since must be a non-negative integer")
     if limit is None or not 1 <= limit <= 1000:
         raise InvalidRequest("limit must be an integer from 1 to 1000")
-    body = await request.app[SERVICES].feed_log.page(since, limit)
+    body = await request.app[SERVICES].history.page(since, limit)
     return web.Response(body=body, content_type="application/json")
 
 

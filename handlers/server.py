@@ -35,7 +35,7 @@ from yarl import URL
 
 from bridge.config import Config, ServerConfig
 from handlers.app import create_app
-from handlers.keys import METRICS
+from handlers.keys import SERVICES
 
 log = structlog.get_logger("bridge.server")
 
@@ -212,7 +212,7 @@ class Service:
 
     async def start(self) -> None:
         await self.runner.setup()  # the app's startup: migrations, feed, workers
-        refused = self.app[METRICS].connections_refused
+        refused = self.app[SERVICES].metrics.connections_refused
         self.cap = cap = ConnectionCap(self.max_connections, on_refused=refused.inc)
         manager = self.runner.server
         assert manager is not None

@@ -31,14 +31,14 @@ import orjson
 import structlog
 from aiohttp import web
 
-from bot.events import InvalidPayload, parse_webhook
 from bot.signature import SignatureError, WebhookVerifier
+from bot.webhooks import InvalidPayload, parse_webhook
 from bridge.config import PachcaConfig
 from bridge.errors import RequestTimeout
-from bridge.relay import TRANSIENT_ERRORS, Relay
+from bridge.pachca.relay import TRANSIENT_ERRORS
 from handlers.body import read_body
 from handlers.errors import error_response
-from handlers.keys import METRICS, SERVICES
+from handlers.keys import SERVICES
 from handlers.responses import json_response
 
 log = structlog.get_logger("bridge.webhooks")
@@ -132,15 +132,15 @@ class Gate:
         return current
 
 
-RELAY = web.AppKey("relay", Relay)
+# Edge state, not a service: the parsed allow-lists and verifier of the config in force.
 GATE = web.AppKey("webhook_gate", Gate)
 
 
 async def receive(request: web.Request) -> web.Response:
     app = request.app
-    rt = app[SERVICES].rt
-    count = app[METRICS].webhook_events
-    settings = app[GATE].settings(rt.live.current.pachca)
+    services = app[SERVICES]
+    count = services.metrics.webhook_events
+    settings = app[GATE].settings(services.config.pachca)
 
     if not settings.source_allowed(request):
         count.labels("forbidden").inc()
@@ -177,7 +177,7 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("invalid webhook acknowledged", problem=str(exc), webhook_type=exc.type)
         return json_response(OK)
     try:
-        result = await app[RELAY].handle(payload)
+        result = await services.relay.handle(payload)
     except TRANSIENT_ERRORS as exc:
         count.labels("unavailable").inc()
         # The class only: a database error's text can quote the statement's parameters.
@@ -193,6 +193,5 @@ async def receive(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app[RELAY] = Relay(app[SERVICES].rt)
     app[GATE] = Gate()
     app.router.add_post(PATH, receive)

@@ -1,7 +1,7 @@
 """The WebSocket feed, ``GET /api/v1/ws?token=<JWT>[&since=<event_id>]`` (docs/websocket.md).
 
 The edge only: it upgrades, authenticates the connection, parses client frames and hands
-everything else to the hub (bridge/hub.py), which keeps the socket following its user.
+everything else to the hub (bridge/feed/hub.py), which keeps the socket following its user.
 
 Close codes:
 - 1001: the server is shutting down.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import orjson
@@ -34,20 +33,32 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
-from bridge.auth import Principal, principal_for
+from bridge.auth import Principal
 from bridge.errors import DomainError, InvalidRequest, Unauthorized
-from bridge.hub import CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, Conn, Hub
-from handlers.keys import METRICS, SERVICES
+from bridge.feed.connection import CloseReason, Conn
+from bridge.feed.hub import Hub
+from handlers.keys import SERVICES
 
 log = structlog.get_logger("bridge.ws")
 
-HUB = web.AppKey("feed_hub", Hub)
-
 HEARTBEAT_S = 30.0  # server pings; a peer that does not answer within half of it is dropped
-MAX_FRAME_BYTES = 64 * 1024
+MAX_FRAME_BYTES = 64 * 1024  # larger client frames: aiohttp closes with 1009
 CLOSE_TIMEOUT_S = 5.0  # how long a close waits for the client's closing handshake
 PONG_FRAME = b'{"type":"pong"}'
+
+CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_SLOW = 4408
+CLOSE_TOO_MANY = 4429
+# The hub closes sockets for domain reasons; the wire says it with these codes.
+CLOSE_CODES: dict[CloseReason, int] = {
+    CloseReason.GOING_AWAY: CLOSE_GOING_AWAY,
+    CloseReason.UNAUTHORIZED: CLOSE_UNAUTHORIZED,
+    CloseReason.TOO_SLOW: CLOSE_TOO_SLOW,
+    CloseReason.TOO_MANY: CLOSE_TOO_MANY,
+}
 
 
 class _Frame(BaseModel):
@@ -108,9 +119,9 @@ class SocketConn(Conn):
         # A text frame of the publisher's bytes: no decoding, no re-encoding per recipient.
         await self.ws.send_frame(frame, WSMsgType.TEXT)
 
-    async def terminate(self, code: int, reason: str) -> None:
+    async def terminate(self, reason: CloseReason, message: str) -> None:
         # No drain: a client that is not reading must not hold the close up.
-        await self.ws.close(code=code, message=reason.encode(), drain=False)
+        await self.ws.close(code=CLOSE_CODES[reason], message=message.encode(), drain=False)
 
 
 def error_frame(code: str, message: str) -> bytes:
@@ -148,13 +159,13 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
         timeout=CLOSE_TIMEOUT_S,
     )
     await ws.prepare(request)
-    rt = request.app[SERVICES].rt
-    hub = request.app[HUB]
+    services = request.app[SERVICES]
+    hub = services.hub
     token = request.query.get("token", "")
     changes_seen = hub.changes  # a change that lands while we authenticate is checked in join
     # The upgrade always succeeds, so that a browser sees the close code.
     try:
-        who, claims = await principal_for(rt.db, rt.tokens, token)
+        who, claims = await services.authenticate(token)
     except Unauthorized as exc:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=exc.message.encode())
         return ws
@@ -198,20 +209,11 @@ async def handle_frame(hub: Hub, conn: Conn, msg_type: WSMsgType, data: object) 
         hub.reply(conn, error_frame(exc.code, exc.message))
 
 
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown, before in-flight requests are waited for: every socket gets 1001."""
+    await app[SERVICES].hub.shutdown()
+
+
 def setup(app: web.Application) -> None:
-    rt = app[SERVICES].rt
-    hub = Hub(rt, app[METRICS], queue_size=rt.live.current.feed.send_queue_size)
-    hub.attach(rt.feed)
-    app[HUB] = hub
-
-    async def running(app: web.Application) -> AsyncIterator[None]:
-        await hub.start()
-        yield
-        await hub.stop()
-
-    async def close_sockets(app: web.Application) -> None:
-        await hub.shutdown()
-
-    app.cleanup_ctx.append(running)
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/api/v1/ws", feed_socket)

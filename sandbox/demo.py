@@ -281,7 +281,7 @@ async def _until(stop: asyncio.Event, work: Awaitable[Links]) -> Links | None:
 
 def main(base: Config, port: int | None) -> int:
     """The `demo` command: `port` None means `server.port` of the config."""
-    from bridge import logs
+    from bridge.ops import logs
 
     # Warnings only: a line per request would bury the two links.
     logs.configure(base.logging.format, "warning")

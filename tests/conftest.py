@@ -52,13 +52,18 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def config_data(database: Database) -> dict[str, Any]:
-    """The test config as a mapping; tests adjust it before the app is built."""
-    return {
+def config_data(database: Database, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The test config as a mapping; tests adjust it before the app is built. A module (or a
+    test) replaces whole sections with ``pytest.mark.config_sections(pachca={...})``."""
+    data: dict[str, Any] = {
         "database": {"url": database.url.render_as_string(hide_password=False)},
         "auth": {"jwt_secret": JWT_SECRET, "service_tokens": [SERVICE_TOKEN]},
         "limits": {"posts_per_minute": 0},
     }
+    # Farthest first, so a test's own marker wins over its module's.
+    for marker in reversed(list(request.node.iter_markers("config_sections"))):
+        data.update(marker.kwargs)
+    return data
 
 
 @pytest.fixture

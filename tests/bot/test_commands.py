@@ -60,12 +60,6 @@ def test_not_a_command(content):
     assert parse_command(content) is None
 
 
-def test_command_for_another_bot_is_ignored_when_our_name_is_known():
-    assert parse_command("/help@other_bot", bot_name="bridge_bot") is None
-    assert parse_command("/help@Bridge_Bot", bot_name="@bridge_bot") == Command("help", None)
-    assert parse_command("/help", bot_name="bridge_bot") == Command("help", None)
-
-
 def test_results_are_immutable():
     with pytest.raises(AttributeError):
         parse_command("/help").name = "link"  # type: ignore[misc, union-attr]

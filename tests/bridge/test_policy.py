@@ -80,6 +80,20 @@ def test_admins_never_leave_read_marks_as_outsiders() -> None:
 
 
 @pytest.mark.parametrize("role", ROLES)
+def test_only_admins_see_every_chat(role: str) -> None:
+    every = all(SEES[(role, t)] == (True, True) for t in TYPES)
+    assert policy.sees_every_chat(role) is every is (role == "admin")
+
+
+@pytest.mark.parametrize(("role", "chat_type", "member"), CASES, ids=map(ident, CASES))
+def test_typing_is_relayed_where_one_may_post(role: str, chat_type: str, member: bool) -> None:
+    # The feed asks with what it knows, whether the user sees the chat; the answer is the
+    # same as asking whether they may post there.
+    sees = policy.can_view(role, chat_type, member)
+    assert policy.can_type(role, sees) is policy.can_post(role, chat_type, member)
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_scope_matches_can_view(role: str) -> None:
     scope = policy.scope("u1", role)
     assert scope.user_id == "u1"

@@ -14,10 +14,9 @@ from sqlalchemy import select
 
 from bot.mentions import WORD_JOINER as WJ
 from bridge.config import parse_config
-from bridge.outbox import OutboxTuning
+from bridge.pachca.worker import OutboxTuning
 from bridge.runtime import utcnow
 from handlers.app import create_app
-from handlers.background import MAINTENANCE, OUTBOX_TUNING
 from handlers.keys import SERVICES
 from store import outbox as outbox_store
 from store.db import Database
@@ -78,7 +77,7 @@ def start(database: Database, pachca_data: dict[str, Any], aiohttp_client: Any) 
     async def start(tuning: OutboxTuning = FAST, **pachca: Any) -> tuple[TestClient, World]:
         data = {**pachca_data, "pachca": {**pachca_data["pachca"], **pachca}}
         app = create_app(parse_config(data), db=database)
-        app[OUTBOX_TUNING] = tuning
+        app[SERVICES].worker.tuning = tuning
         client = await aiohttp_client(app)
         return client, World(client, service_token=SERVICE_TOKEN)
 
@@ -602,7 +601,7 @@ async def test_deliveries_and_outbox_depth_are_in_the_metrics(
     message = await world.post(student, chat["id"], "hello")
     await eventually(lambda: pachca_id_of(database, message["id"]), what="posted")
     await eventually(lambda: all_done(database), what="jobs done")
-    await client.app[MAINTENANCE].refresh_depth()
+    await client.app[SERVICES].maintenance.refresh_depth()
 
     text = await (await client.get("/metrics")).text()
     assert 'bridge_pachca_deliveries_total{kind="post_message",result="done"} 1.0' in text

@@ -3,6 +3,9 @@
 The `fake_pachca` fixture starts a FakePachca on loopback; point the bridge at `fake.base_url`.
 Enable it with `pytest_plugins = ["tests.fakes"]` in the top-level tests/conftest.py, or with
 `from tests.fakes import fake_pachca_fixture  # noqa: F401` in a test module.
+
+`tests.fakes.webhooks` builds Pachca's webhook bodies; `tests.fakes.webhook_kit` signs and
+delivers them, and builds the forum they are delivered into.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable

@@ -12,7 +12,7 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
-from bridge import logs
+from bridge.ops import logs
 from tests.conftest import SERVICE_TOKEN
 from tests.fakes.webhooks import message_event, signed
 from tests.world import World

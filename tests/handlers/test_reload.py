@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import yaml
 from bridge.config import load_config
 from handlers.app import create_app
 from store.db import Database
+from tests.eventually import eventually
 
 
 async def test_new_service_token_applies_without_restart(
@@ -32,9 +32,11 @@ async def test_new_service_token_applies_without_restart(
 
     config_data["auth"]["service_tokens"] = ["new-service-token-0123456789"]
     path.write_text(yaml.safe_dump(config_data))
-    for _ in range(100):  # the file is polled every second
-        if await status("new-service-token-0123456789") == 404:
-            break
-        await asyncio.sleep(0.1)
+
+    async def new_token_accepted() -> bool:
+        return await status("new-service-token-0123456789") == 404
+
+    # The file is polled every second.
+    await eventually(new_token_accepted, every=0.1, what="the new token to be accepted")
     assert await status("new-service-token-0123456789") == 404
     assert await status("old-service-token-0123456789") == 401

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from bridge.config import Config, parse_config
 from handlers.app import create_app
-from handlers.keys import METRICS
+from handlers.keys import SERVICES
 from handlers.server import Service, default_max_connections
 from store.db import Database
 from tests import rawhttp
@@ -135,7 +135,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once_and_logged_once(
             assert cap_lines(logs)[-1] == "connection cap reached"
             assert len(cap_lines(logs)) == 3
 
-            refusals = service.app[METRICS].connections_refused._value.get()
+            refusals = service.app[SERVICES].metrics.connections_refused._value.get()
             assert refusals >= 6  # and any refused while the freed slot was noticed
             for conn in held:
                 await conn.close()
@@ -221,6 +221,46 @@ async def test_stop_finishes_requests_in_flight_and_closes_sockets_with_1001(
             release.set()
             resp = await asyncio.wait_for(pending, GIVE_UP_S)
             assert (resp.status, await resp.json()) == (200, {"done": True})
+            await asyncio.wait_for(stopping, GIVE_UP_S)
+    finally:
+        release.set()
+        await (stopping if stopping is not None else service.stop())
+
+
+async def test_stop_closes_a_socket_still_authenticating_with_1001(
+    database: Database, config_data: dict[str, Any]
+) -> None:
+    """A socket whose user is still being read when shutdown begins (an await on PostgreSQL)
+    gets 1001 as soon as it comes to join, not a cut connection at shutdown_timeout_s."""
+    config = parse_config(
+        {**config_data, "server": {"host": "127.0.0.1", "port": 0, "shutdown_timeout_s": 3}}
+    )
+    app = create_app(config, db=database)
+    services = app[SERVICES]
+    authenticating, release = asyncio.Event(), asyncio.Event()
+    authenticate = services.authenticate
+
+    async def slow_authenticate(token: str) -> Any:
+        authenticating.set()
+        await release.wait()
+        return await authenticate(token)
+
+    services.authenticate = slow_authenticate  # type: ignore[method-assign]
+    service = Service(app, config.server)
+    await service.start()
+    base = f"http://127.0.0.1:{service.port}"
+    stopping: asyncio.Task[None] | None = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            token = await user_token(session, base)
+            ws = await session.ws_connect(f"{base}/api/v1/ws?token={token}")
+            await asyncio.wait_for(authenticating.wait(), GIVE_UP_S)
+
+            stopping = asyncio.create_task(service.stop())
+            await eventually(lambda: services.hub.stopping, what="the sockets' shutdown")
+            release.set()
+            await asyncio.wait_for(closed_with(ws), GIVE_UP_S)
+            assert ws.close_code == 1001
             await asyncio.wait_for(stopping, GIVE_UP_S)
     finally:
         release.set()

@@ -23,10 +23,7 @@ BODY_TIMEOUT_S = 0.3
 GIVE_UP_S = 10  # far beyond the deadline: only reached when there is none
 
 
-@pytest.fixture
-def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
-    config_data["server"] = {"body_timeout_s": BODY_TIMEOUT_S}
-    return config_data
+pytestmark = pytest.mark.config_sections(server={"body_timeout_s": BODY_TIMEOUT_S})
 
 
 def head(method: str, target: str, length: int, *auth: tuple[str, bytes]) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -17,8 +16,7 @@ from hypothesis import strategies as st
 
 from bot.signature import sign
 from store.db import Database
-from tests.fakes.webhooks import encode, message_event
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     BOT_USER_ID,
     SECRET,
     TEACHER_PACHCA_ID,
@@ -28,6 +26,7 @@ from tests.handlers.webhook_kit import (
     counts,
     pachca_section,
 )
+from tests.fakes.webhooks import encode, message_event
 from tests.world import World
 
 FUZZ = settings(
@@ -69,10 +68,7 @@ FIELDS = [
 ]
 
 
-@pytest.fixture
-def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
-    config_data["pachca"] = pachca_section()
-    return config_data
+pytestmark = pytest.mark.config_sections(pachca=pachca_section())
 
 
 @pytest.fixture

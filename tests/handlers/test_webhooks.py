@@ -17,8 +17,7 @@ from bridge.config import parse_config
 from handlers.app import create_app
 from handlers.keys import SERVICES
 from store.db import Database
-from tests.fakes.webhooks import encode, message_event, reaction_event, signed
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     SECRET,
     build_forum,
     chat_messages,
@@ -27,15 +26,13 @@ from tests.handlers.webhook_kit import (
     deliver_ok,
     pachca_section,
 )
+from tests.fakes.webhooks import encode, message_event, reaction_event, signed
 from tests.world import World
 
 NOTHING = {"messages": 0, "webhook_deliveries": 0, "outbox": 0, "events": 0}
 
 
-@pytest.fixture
-def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
-    config_data["pachca"] = pachca_section()
-    return config_data
+pytestmark = pytest.mark.config_sections(pachca=pachca_section())
 
 
 async def app_with(

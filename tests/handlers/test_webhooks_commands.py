@@ -19,8 +19,7 @@ from bridge.config import Config
 from handlers.app import create_app
 from store.db import Database
 from store.models import LinkCode, LinkFailure
-from tests.fakes.webhooks import message_event
-from tests.handlers.webhook_kit import (
+from tests.fakes.webhook_kit import (
     BOT_USER_ID,
     TEACHER_PACHCA_ID,
     Forum,
@@ -35,15 +34,13 @@ from tests.handlers.webhook_kit import (
     pachca_section,
     pachca_user_id,
 )
+from tests.fakes.webhooks import message_event
 from tests.world import World
 
 NEWCOMER_PACHCA_ID = 4001
 
 
-@pytest.fixture
-def config_data(config_data: dict[str, Any]) -> dict[str, Any]:
-    config_data["pachca"] = pachca_section()
-    return config_data
+pytestmark = pytest.mark.config_sections(pachca=pachca_section())
 
 
 def direct(content: str, user_id: int = NEWCOMER_PACHCA_ID) -> dict[str, Any]:

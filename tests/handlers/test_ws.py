@@ -28,11 +28,12 @@ from redis.asyncio import Redis
 
 from bridge.config import parse_config
 from handlers.app import create_app
-from handlers.keys import METRICS
-from handlers.ws import HUB, text_frame_header
+from handlers.keys import SERVICES
+from handlers.ws import text_frame_header
 from store import log as event_log
 from store.db import Database
 from tests.conftest import SERVICE_TOKEN
+from tests.eventually import eventually
 from tests.world import World
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -602,7 +603,7 @@ async def test_slow_client_is_dropped_while_a_fast_one_keeps_up(
     chat = (await world.enroll(student, teacher)).subject_chat["id"]
     slow = await cluster.join(teacher)  # never reads until the end
     fast = await cluster.join(student)
-    hub = cluster.app(0)[HUB]
+    hub = cluster.app(0)[SERVICES].hub
     assert len(hub.conns) == 2
 
     # Large messages fill the socket buffers between server and the slow client quickly.
@@ -631,7 +632,7 @@ async def test_slow_client_is_dropped_while_a_fast_one_keeps_up(
 
 async def test_metrics_count_sockets_and_feed_events(cluster: Cluster, school: Class):
     def sample(name: str, **labels: str) -> float:
-        value = cluster.app(0)[METRICS].registry.get_sample_value(name, labels or None)
+        value = cluster.app(0)[SERVICES].metrics.registry.get_sample_value(name, labels or None)
         return value or 0.0
 
     assert sample("bridge_websockets_connected") == 0
@@ -645,11 +646,8 @@ async def test_metrics_count_sockets_and_feed_events(cluster: Cluster, school: C
 
     await student.ws.close()
     await teacher.ws.close()
-    hub = cluster.app(0)[HUB]
-    for _ in range(200):
-        if not hub.conns:
-            break
-        await asyncio.sleep(0.01)
+    hub = cluster.app(0)[SERVICES].hub
+    await eventually(lambda: not hub.conns, what="the hub to forget the sockets")
     assert sample("bridge_websockets_connected") == 0
     resp = await cluster.clients[0].get("/metrics")
     text = await resp.text()

@@ -25,8 +25,7 @@ from aiohttp import WSMsgType
 
 from bridge.config import load_config
 from handlers.app import create_app
-from handlers.keys import CONFIG_WATCHER
-from handlers.ws import HUB
+from handlers.keys import SERVICES
 from store.db import Database
 from tests.conftest import SERVICE_TOKEN
 from tests.eventually import eventually
@@ -147,7 +146,7 @@ async def file_cluster(
     clients = []
     for _ in range(2 if backend == "redis" else 1):
         app = create_app(load_config(path), config_path=path, db=database)
-        app[CONFIG_WATCHER].poll_s = 3600.0
+        app[SERVICES].watcher.poll_s = 3600.0
         clients.append(await aiohttp_client(app))
     return Cluster(backend, clients, World(clients[-1], service_token=SERVICE_TOKEN))
 
@@ -185,7 +184,7 @@ async def test_key_rotation_by_reload_closes_sockets_on_every_instance(reloading
     assert (await rest.get("/api/v1/chats", headers=headers)).status == 200  # now cached
 
     rewrite(path, config_data, jwt_secret=NEW_SECRET)
-    assert cluster.app(0)[CONFIG_WATCHER].reload()  # what SIGHUP does, on the first only
+    assert cluster.app(0)[SERVICES].watcher.reload()  # what SIGHUP does, on the first only
     assert await here.closed_with() == 4401
     assert await there.closed_with() == 4401
 
@@ -207,7 +206,7 @@ async def test_audience_change_by_reload_closes_sockets_on_every_instance(reload
     there = await cluster.join(student, instance=last)
 
     rewrite(path, config_data, jwt_audience="forum-web")
-    assert cluster.app(0)[CONFIG_WATCHER].reload()
+    assert cluster.app(0)[SERVICES].watcher.reload()
     assert await here.closed_with() == 4401
     assert await there.closed_with() == 4401
 
@@ -226,7 +225,7 @@ async def test_a_lower_lifetime_cap_closes_sockets_whose_token_lives_longer(relo
     short_lived = await cluster.join(student, token=world.token(student, ttl=600), instance=last)
 
     rewrite(path, config_data, max_token_ttl_s=600)
-    assert cluster.app(0)[CONFIG_WATCHER].reload()
+    assert cluster.app(0)[SERVICES].watcher.reload()
     assert await long_lived.closed_with() == 4401
     await short_lived.quiet()  # its token is still acceptable; checked after the other closed
 
@@ -248,7 +247,7 @@ async def test_the_eleventh_socket_of_a_user_is_closed_with_4429(cluster: Cluste
     other = await cluster.join(await world.user("student"))
     await other.quiet()
     await held[0].ws.close()
-    hub = cluster.app(0)[HUB]
+    hub = cluster.app(0)[SERVICES].hub
     await eventually(lambda: len(hub.conns) == 10, what="the closed socket to leave")
     await (await cluster.connect(user)).ready()
     if len(cluster.clients) > 1:

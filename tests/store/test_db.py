@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from sqlalchemy import text
 
 from store.db import Database
+from tests.eventually import eventually
 
 
 async def test_checkpoints_move_the_wal_into_the_database_file(tmp_path: Path) -> None:
@@ -24,10 +24,9 @@ async def test_checkpoints_move_the_wal_into_the_database_file(tmp_path: Path) -
         assert path.stat().st_size == empty
 
         db.start_checkpoints(every_s=0.02)
-        for _ in range(250):
-            if path.stat().st_size > empty + 100_000:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: path.stat().st_size > empty + 100_000, what="a checkpoint to grow the file"
+        )
         assert path.stat().st_size > empty + 100_000
     finally:
         await db.dispose()

@@ -1,0 +1,39 @@
+"""Reading the event log back: the platform's ``GET /events`` and the feed's ``since`` replay."""
+
+from __future__ import annotations
+
+from bridge.feed.events import FeedEvent, event_from_log, frame_from_log
+from bridge.runtime import Runtime
+from store import log
+
+
+class History:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+
+    async def page(self, since: int, limit: int) -> bytes:
+        """``{"events": [...], "last_event_id": N}`` as JSON bytes, built from the stored
+        frames without decoding them."""
+        async with self.rt.db.read() as conn:
+            rows = await log.after(conn, since, limit=limit)
+        frames = [frame_from_log(r["id"], r["payload"]) for r in rows]
+        last = rows[-1]["id"] if rows else since
+        return b'{"events":[%s],"last_event_id":%d}' % (b",".join(frames), last)
+
+    async def replay(
+        self, since: int, *, chat_ids: list[int] | None, user_id: str, limit: int
+    ) -> list[FeedEvent] | None:
+        """Events after ``since`` for these chats and addressed to ``user_id`` (or all, for
+        ``chat_ids=None``), or None when history after ``since`` has been pruned (the client
+        must reset)."""
+        async with self.rt.db.read() as conn:
+            if since < await log.pruned_through(conn):
+                return None
+            if chat_ids is None:
+                rows = await log.after(conn, since, limit=limit)
+            else:
+                rows = await log.for_viewer(
+                    conn, since, limit=limit, chat_ids=chat_ids, user_id=user_id
+                )
+        # Replayed events go straight to the socket: their audience is not needed.
+        return [event_from_log(r) for r in rows]

@@ -1,0 +1,249 @@
+"""Writing messages and read marks (docs/api.md): one short transaction each, holding
+the change, its feed event and its outbox job, published after commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bridge import policy
+from bridge.auth import Principal
+from bridge.errors import ChatInactive, Forbidden, InvalidContent, InvalidRequest, NotFound
+from bridge.feed import events as ev
+from bridge.forum import views
+from bridge.forum.chats import ChatAccess, access_from_rows, load_access, require_view
+from bridge.forum.inputs import MAX_CONTENT_CHARS, MessageEdit, NewMessage, ReadMark
+from bridge.pachca.jobs import DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE
+from bridge.runtime import Runtime, utcnow
+from store import forum
+from store import messages as message_store
+from store import outbox as outbox_store
+from store.hotpath import Conflict
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    message: dict[str, Any]
+    created: bool  # False when a repeated client_id returned the first message
+
+
+def check_content(content: str) -> None:
+    if not content.strip():
+        raise InvalidContent("content must not be empty")
+    if len(content) > MAX_CONTENT_CHARS:
+        raise InvalidContent(f"content must be at most {MAX_CONTENT_CHARS} characters")
+    if "\x00" in content:  # PostgreSQL text cannot hold it; refused on SQLite alike
+        raise InvalidContent("content must not contain NUL characters")
+
+
+async def write_new_message(
+    rt: Runtime,
+    row: dict[str, Any],
+    sender: dict[str, Any],
+    now: datetime,
+    *,
+    outbox: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
+    last_at: datetime | None = None,
+) -> tuple[dict[str, Any], ev.FeedEvent]:
+    """Store a new message (``row``: its columns) with its ``message.created`` event, and an
+    outbox job or a webhook delivery key, in one transaction on the hot path
+    (store/hotpath.py says why). Returns the message object and the event to publish; raises
+    Conflict when a constraint refused it."""
+    chat_id = row["chat_id"]
+    message: dict[str, Any] = {
+        "id": 0,  # known once inserted
+        "chat_id": chat_id,
+        "sender": sender,
+        "content": row["content"],
+        "created_at": views.iso(row["created_at"]),
+        "edited_at": None,
+        "reply_to_id": row.get("reply_to_id"),
+        "source": row["source"],
+        "read_by": [],
+        "client_id": row.get("client_id"),
+    }
+    payload = b""
+
+    def payload_for(message_id: int) -> str:
+        # Serialised once, inside the transaction, when the id is known.
+        nonlocal payload
+        message["id"] = message_id
+        payload = ev.encode(ev.MESSAGE_CREATED, chat_id, {"message": message})
+        return payload.decode()
+
+    _, event_id = await rt.hot.write_post(
+        row,
+        outbox,
+        {"chat_id": chat_id, "type": ev.MESSAGE_CREATED, "created_at": now},
+        payload_for,
+        delivery=delivery,
+        last_at=last_at,
+    )
+    frame = ev.frame_from_log(event_id, payload)
+    return message, ev.FeedEvent(event_id, chat_id, ev.MESSAGE_CREATED, frame)
+
+
+class MessageWriter:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+
+    async def access_for_posting(self, who: Principal, chat_id: int) -> ChatAccess:
+        """Existence (404) and permission (403), before the body is even looked at."""
+        access = access_from_rows(await self.rt.hot.chat_access(chat_id))
+        require_view(who, access)
+        if not access.can_post(who):
+            raise Forbidden("you may not post in this chat")
+        return access
+
+    async def post(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
+        if body.client_id is not None:
+            async with self.rt.db.read() as conn:
+                first = await message_store.by_client_id(conn, who.id, body.client_id)
+            if first is not None:
+                return Posted(views.message_obj(first, access.marks()), created=False)
+        check_content(body.content)
+        if not access.is_active:
+            raise ChatInactive("this chat is read-only")
+        self.rt.count_write(who.id)
+        try:
+            message, event = await self._insert(who, access, body)
+        except Conflict:
+            return await self._after_conflict(who, access, body)
+        self.rt.jobs_queued()
+        await self.rt.publish([event])
+        return Posted(message, created=True)
+
+    async def _insert(
+        self, who: Principal, access: ChatAccess, body: NewMessage
+    ) -> tuple[dict[str, Any], ev.FeedEvent]:
+        now = utcnow()
+        if body.reply_to_id is not None:
+            async with self.rt.db.read() as conn:
+                if not await message_store.is_live_in_chat(conn, body.reply_to_id, access.id):
+                    raise InvalidRequest("reply_to_id must name a message of this chat")
+        return await write_new_message(
+            self.rt,
+            {
+                "chat_id": access.id,
+                "sender_id": who.id,
+                "content": body.content,
+                "created_at": now,
+                "reply_to_id": body.reply_to_id,
+                "source": "web",
+                "client_id": body.client_id,
+            },
+            views.person(who.id, who.name, who.role),
+            now,
+            outbox=outbox_store.new_job(POST_MESSAGE, {}, chat_id=access.id, now=now),
+        )
+
+    async def _after_conflict(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
+        """The insert hit a constraint: a concurrent post with the same client_id won the
+        race (return its message), or the chat was deleted meanwhile (404)."""
+        if body.client_id is not None:
+            async with self.rt.db.read() as conn:
+                first = await message_store.by_client_id(conn, who.id, body.client_id)
+            if first is not None:
+                return Posted(views.message_obj(first, access.marks()), created=False)
+        raise NotFound("no such chat")
+
+    async def _load_own(self, who: Principal, message_id: int) -> tuple[Any, ChatAccess]:
+        async with self.rt.db.read() as conn:
+            row = await message_store.get_message(conn, message_id)
+            if row is None:
+                raise NotFound("no such message")
+            access = await load_access(conn, row["chat_id"])
+        require_view(who, access)
+        return row, access
+
+    async def editable(self, who: Principal, message_id: int) -> tuple[Any, ChatAccess]:
+        """The message, checked to exist (404) and to be the caller's to edit (403)."""
+        row, access = await self._load_own(who, message_id)
+        if row["sender_id"] != who.id or not access.can_post(who):
+            raise Forbidden("only the author may edit a message")
+        return row, access
+
+    async def edit(
+        self, who: Principal, row: Any, access: ChatAccess, body: MessageEdit
+    ) -> dict[str, Any]:
+        check_content(body.content)
+        if not access.is_active:
+            raise ChatInactive("this chat is read-only")
+        self.rt.count_write(who.id)
+        now = utcnow()
+        message_id = row["id"]
+        async with self.rt.db.write() as conn:
+            await message_store.update_message(
+                conn, message_id, {"content": body.content, "edited_at": now}
+            )
+            if row["source"] == "web":
+                # The edit job sends the text the message has when it runs: while one waits,
+                # it carries this edit too, and a burst of edits makes one delivery.
+                await outbox_store.enqueue_unless_waiting(
+                    conn,
+                    EDIT_MESSAGE,
+                    {"message_id": message_id},
+                    chat_id=access.id,
+                    message_id=message_id,
+                    now=now,
+                )
+            message = views.message_obj(
+                {**row, "content": body.content, "edited_at": now}, access.marks()
+            )
+            event = await self.rt.events.append(
+                conn, ev.MESSAGE_UPDATED, access.id, {"message": message}, now
+            )
+        await self.rt.publish([event])
+        return message
+
+    async def delete(self, who: Principal, message_id: int) -> None:
+        row, access = await self._load_own(who, message_id)
+        if not policy.can_delete(
+            who.role, access.type, access.is_member(who.id), row["sender_id"] == who.id
+        ):
+            raise Forbidden("you may not delete this message")
+        self.rt.count_write(who.id)
+        now = utcnow()
+        async with self.rt.db.write() as conn:
+            await message_store.update_message(conn, message_id, {"deleted_at": now})
+            if access.chat["last_message_id"] == message_id:
+                newest = await message_store.newest_live(conn, access.id)
+                await forum.set_last_message(
+                    conn,
+                    access.id,
+                    newest["id"] if newest else None,
+                    newest["created_at"] if newest else access.chat["created_at"],
+                )
+            await outbox_store.enqueue(
+                conn, DELETE_MESSAGE, {"message_id": message_id}, chat_id=access.id, now=now
+            )
+            event = await self.rt.events.append(
+                conn, ev.MESSAGE_DELETED, access.id, {"message_id": message_id}, now
+            )
+        await self.rt.publish([event])
+
+    async def access_for_reading(self, who: Principal, chat_id: int) -> ChatAccess:
+        async with self.rt.db.read() as conn:
+            access = await load_access(conn, chat_id)
+        require_view(who, access)
+        if not access.is_member(who.id):
+            raise Forbidden("read marks are kept for the chat's participants only")
+        return access
+
+    async def mark_read(self, who: Principal, access: ChatAccess, body: ReadMark) -> None:
+        now = utcnow()
+        async with self.rt.db.write() as conn:
+            if not await message_store.is_live_in_chat(conn, body.message_id, access.id):
+                raise InvalidRequest("message_id must name a message of this chat")
+            if not await forum.mark_read(conn, access.id, who.id, body.message_id):
+                return  # already read that far: nothing changes, nothing to announce
+            event = await self.rt.events.append(
+                conn,
+                ev.READ,
+                access.id,
+                {"user_id": who.id, "message_id": body.message_id},
+                now,
+            )
+        await self.rt.publish([event])

@@ -1,0 +1,85 @@
+"""Platform users (docs/api.md): upserts, tutor assignment, Pachca account links."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from bridge.errors import InvalidRequest, NotFound, UnknownUser
+from bridge.feed.transport import USER_CHANGED, Control
+from bridge.forum import link_codes, views
+from bridge.forum.enrollments import sync_chats
+from bridge.forum.inputs import UserIn
+from bridge.pachca.jobs import ADD_MEMBER
+from bridge.policy import Role
+from bridge.runtime import Runtime, utcnow
+from store import forum
+from store import outbox as outbox_store
+from store import users as user_store
+
+LINK_CODE_TTL = timedelta(minutes=15)
+
+
+class Users:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+
+    async def upsert(self, user_id: str, body: UserIn) -> dict[str, Any]:
+        if body.tutor_id is not None and body.role != Role.STUDENT:
+            raise InvalidRequest("tutor_id is for students only")
+        if body.children is not None and body.role != Role.PARENT:
+            raise InvalidRequest("children is for parents only")
+        now = utcnow()
+        values = {"id": user_id, **body.model_dump(mode="json")}
+        async with self.rt.db.write() as conn:
+            if body.tutor_id is not None:
+                tutor = await user_store.get_user(conn, body.tutor_id)
+                if tutor is None or tutor["role"] != Role.TUTOR:
+                    raise UnknownUser(f"tutor_id {body.tutor_id!r} names no known tutor")
+            before = await user_store.get_user(conn, user_id)
+            if body.pachca_user_id is not None:
+                await user_store.clear_pachca_user_id(conn, body.pachca_user_id, keep=user_id)
+            await user_store.upsert_user(conn, values, now)
+            row = await user_store.get_user(conn, user_id)
+            assert row is not None
+            events = []
+            if before is not None and before["tutor_id"] != body.tutor_id:
+                for enrollment in await forum.enrollments_of_student(conn, user_id):
+                    events += await sync_chats(self.rt, conn, enrollment, row, now)
+            if body.pachca_user_id is not None and (
+                before is None or before["pachca_user_id"] != body.pachca_user_id
+            ):
+                await enqueue_membership(conn, user_id, now)
+        await self.rt.publish(events)
+        if before is not None and before["role"] != row["role"]:
+            # Open sockets were opened for the old role: every instance closes them (4401).
+            self.rt.feed.publish_control(Control(USER_CHANGED, user_id))
+        return views.user_obj(row)
+
+    async def get(self, user_id: str) -> dict[str, Any]:
+        async with self.rt.db.read() as conn:
+            row = await user_store.get_user(conn, user_id)
+        if row is None:
+            raise NotFound("no such user")
+        return views.user_obj(row)
+
+    async def new_link_code(self, user_id: str) -> dict[str, Any]:
+        """A fresh code for ``/link``; the user's earlier codes stop working (one at a time,
+        so a user who asks twice does not leave a second live code to be guessed)."""
+        now = utcnow()
+        code = link_codes.new_code()
+        expires_at = now + LINK_CODE_TTL
+        async with self.rt.db.write() as conn:
+            if await user_store.get_user(conn, user_id) is None:
+                raise NotFound("no such user")
+            await user_store.revoke_link_codes(conn, user_id)
+            await user_store.add_link_code(conn, code, user_id, expires_at)
+        return {"code": code, "expires_at": views.iso(expires_at)}
+
+
+async def enqueue_membership(conn: Any, user_id: str, now: Any) -> None:
+    """A teacher's or tutor's Pachca account became known: add them to their threads."""
+    for chat_id in await forum.partner_chats(conn, user_id):
+        await outbox_store.enqueue(
+            conn, ADD_MEMBER, {"chat_id": chat_id, "user_id": user_id}, chat_id=chat_id, now=now
+        )

@@ -1,0 +1,2 @@
+"""Running the service: config reload, scheduled housekeeping, the outbox admin views, logging
+and metrics."""

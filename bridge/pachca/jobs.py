@@ -1,0 +1,323 @@
+"""The kinds of outbox job, and carrying out one against Pachca (docs/pachca.md).
+
+The forum services queue jobs by kind (the constants below) in their own transactions; the
+worker (bridge/pachca/worker.py) runs them here. Each kind reads the current state of what it
+reports (a message's text at delivery time, the chat's teacher now), so a job that waited
+still sends the truth. The outcome is a `Done` - with, for kinds that learn a Pachca id, the
+write that records it, run by the worker in the same transaction that marks the job done - or
+an exception: `Postpone` (cannot run yet, not a failure), `Retry` (failed, try again later),
+`Permanent` (will never succeed) or any `PachcaError` (the worker classifies it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.client import PachcaClient, PachcaError
+from bot.mentions import neutralise
+from bridge.pachca.pacing import Pacer, WaitTooLong
+from bridge.runtime import Runtime
+from store import pachca_links as links
+
+log = structlog.get_logger("bridge.outbox")
+
+# The kinds of job, and their payloads.
+OPEN_THREAD = "open_thread"  # {"chat_id"}: root message in the channel, thread, members
+ADD_MEMBER = "add_member"  # {"chat_id", "user_id"}: add a teacher/tutor to the thread's chat
+POST_MESSAGE = "post_message"  # {"message_id"}: post a web message into the thread
+EDIT_MESSAGE = "edit_message"  # {"message_id"}: follow an edit
+DELETE_MESSAGE = "delete_message"  # {"message_id"}: follow a deletion
+SEND_TEXT = "send_text"  # {"entity_type", "entity_id", "content"}: a bot answer
+
+T = TypeVar("T")
+Finish = Callable[[AsyncConnection], Awaitable[None]]
+
+DISPLAY_NAME_MAX = 255  # Pachca's limit on display_name
+# Pachca answers these for a message that is already gone (the spec's `message_deleted`).
+GONE_CODES = frozenset({"not_found", "message_deleted"})
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    chat_id: int | None
+    kind: str
+    payload: dict[str, Any]
+    attempts: int  # including the run in progress
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish: Finish | None = None  # runs in the transaction that marks the job done
+    skipped: str | None = None  # why there was nothing to send, when there was not
+
+
+class Postpone(Exception):
+    """The job cannot run yet (no channel configured, its thread not open, a rate-limit slot
+    too far away). It waits without using up an attempt."""
+
+    def __init__(self, reason: str, *, delay: float | None = None, log_once: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay  # None: the worker's default wait
+        self.log_once = log_once
+
+
+class Retry(Exception):
+    """A failure worth another attempt, after the usual backoff."""
+
+
+class Permanent(Exception):
+    """The job can never succeed as it stands: dead-letter it at once."""
+
+
+def _display_name(name: str) -> str:
+    return neutralise(name)[:DISPLAY_NAME_MAX]
+
+
+def is_gone(exc: PachcaError) -> bool:
+    return exc.status in (404, 410) or (exc.status == 422 and bool(GONE_CODES & {*exc.codes}))
+
+
+class Deliveries:
+    def __init__(self, rt: Runtime, pacer: Pacer, *, max_pacing_wait_s: float):
+        self.rt = rt
+        self.pacer = pacer
+        self.max_pacing_wait_s = max_pacing_wait_s
+        self._kinds: dict[str, Callable[[Job, PachcaClient], Awaitable[Done]]] = {
+            OPEN_THREAD: self.open_thread,
+            ADD_MEMBER: self.add_member,
+            POST_MESSAGE: self.post_message,
+            EDIT_MESSAGE: self.edit_message,
+            DELETE_MESSAGE: self.delete_message,
+            SEND_TEXT: self.send_text,
+        }
+
+    async def run(self, job: Job, client: PachcaClient) -> Done:
+        handler = self._kinds.get(job.kind)
+        if handler is None:
+            raise Permanent(f"unknown job kind {job.kind!r}")
+        try:
+            return await handler(job, client)
+        except KeyError as exc:
+            raise Permanent(f"payload lacks {exc.args[0]!r}") from None
+
+    async def _call(self, chat_key: str | None, call: Callable[[], Awaitable[T]]) -> T:
+        """One Pachca call, paced: ``chat_key`` names the Pachca chat of a message call."""
+        cfg = self.rt.live.current.pachca
+        try:
+            await self.pacer.acquire(
+                chat_key,
+                per_chat=cfg.rate_per_chat,
+                overall=cfg.rate_global,
+                max_wait=self.max_pacing_wait_s,
+            )
+        except WaitTooLong as exc:
+            raise Postpone(str(exc), delay=exc.wait) from None
+        try:
+            return await call()
+        except PachcaError as exc:
+            if exc.status == 429:
+                # Message calls are limited per chat, everything else per token.
+                self.pacer.pause(chat_key, exc.retry_after if exc.retry_after is not None else 1.0)
+            raise
+
+    # --- threads and members -------------------------------------------------------------
+
+    async def open_thread(self, job: Job, client: PachcaClient) -> Done:
+        """Root message in the channel, thread on it, then the teacher or tutor as a member.
+
+        Resumable: each id is stored the moment it is known, so a retry after a failure never
+        posts a second root message and never asks for the thread twice.
+        """
+        chat_id = int(job.payload["chat_id"])
+        async with self.rt.db.read() as conn:
+            chat = await links.chat_thread(conn, chat_id)
+        if chat is None:
+            return Done(skipped="the chat was deleted")
+        thread_chat_id = chat["pachca_thread_chat_id"]
+        if thread_chat_id is None:
+            root_id = chat["pachca_root_message_id"]
+            if root_id is None:
+                root_id = await self._post_root(chat, client)
+            try:
+                thread = await self._call(None, lambda: client.create_thread(root_id))
+            except PachcaError as exc:
+                if not is_gone(exc):
+                    raise
+                # Someone deleted the root message in Pachca: post a fresh one next time.
+                async with self.rt.db.write() as conn:
+                    await links.set_chat_thread(conn, chat_id, pachca_root_message_id=None)
+                raise Retry(f"the root message is gone in Pachca ({exc})") from None
+            async with self.rt.db.write() as conn:
+                await links.set_chat_thread(
+                    conn, chat_id, pachca_thread_id=thread.id, pachca_thread_chat_id=thread.chat_id
+                )
+            thread_chat_id = thread.chat_id
+            log.info("pachca thread opened", chat_id=chat_id, thread_id=thread.id)
+        async with self.rt.db.read() as conn:
+            partners = await links.partners(conn, chat_id)
+        linked = [p["pachca_user_id"] for p in partners if p["pachca_user_id"] is not None]
+        for p in partners:
+            if p["pachca_user_id"] is None:
+                log.info(
+                    "not added to the pachca thread: no Pachca account linked yet",
+                    chat_id=chat_id,
+                    user_id=p["user_id"],
+                )
+        if linked:
+            await self._call(
+                None, lambda: client.add_chat_members(thread_chat_id, linked, silent=True)
+            )
+        return Done()
+
+    async def _post_root(self, chat: Any, client: PachcaClient) -> int:
+        cfg = self.rt.live.current.pachca
+        channel = cfg.channel_for(chat["type"], chat["subject_id"])
+        if channel is None:
+            raise Postpone(
+                f"no Pachca channel configured for {chat['type']} chats of subject "
+                f"{chat['subject_id']!r} (pachca.channels)",
+                log_once=True,
+            )
+        root = await self._call(
+            f"discussion:{channel}",
+            lambda: client.create_message(
+                entity_type="discussion",
+                entity_id=channel,
+                # The title names the student: "@all" as a name must not ping the channel.
+                content=neutralise(chat["title"]),
+                skip_invite_mentions=True,
+            ),
+        )
+        # Its own transaction, at once: if the thread call fails, the retry reuses this root.
+        async with self.rt.db.write() as conn:
+            await links.set_chat_thread(conn, chat["id"], pachca_root_message_id=root.id)
+        return root.id
+
+    async def add_member(self, job: Job, client: PachcaClient) -> Done:
+        chat_id, user_id = int(job.payload["chat_id"]), str(job.payload["user_id"])
+        async with self.rt.db.read() as conn:
+            chat = await links.chat_thread(conn, chat_id)
+            partners = await links.partners(conn, chat_id) if chat is not None else []
+        if chat is None:
+            return Done(skipped="the chat was deleted")
+        if chat["pachca_thread_chat_id"] is None:
+            # Opening the thread adds whoever is the partner then.
+            return Done(skipped="the chat's Pachca thread is not open")
+        partner = next((p for p in partners if p["user_id"] == user_id), None)
+        if partner is None:
+            return Done(skipped="no longer the chat's teacher or tutor")
+        if partner["pachca_user_id"] is None:
+            log.info(
+                "not added to the pachca thread: no Pachca account linked yet",
+                chat_id=chat_id,
+                user_id=user_id,
+            )
+            return Done(skipped="no Pachca account linked")
+        thread_chat_id, member = chat["pachca_thread_chat_id"], partner["pachca_user_id"]
+        await self._call(
+            None, lambda: client.add_chat_members(thread_chat_id, [member], silent=True)
+        )
+        return Done()
+
+    # --- messages ----------------------------------------------------------------------------
+
+    async def _message(self, job: Job) -> Any:
+        async with self.rt.db.read() as conn:
+            return await links.message_for_delivery(conn, int(job.payload["message_id"]))
+
+    async def post_message(self, job: Job, client: PachcaClient) -> Done:
+        m = await self._message(job)
+        if m is None:
+            return Done(skipped="the message is gone")
+        if m["deleted_at"] is not None:
+            return Done(skipped="deleted before it was posted")
+        if m["pachca_message_id"] is not None:
+            return Done(skipped="already in Pachca")
+        if m["source"] != "web":
+            return Done(skipped="came from Pachca")
+        thread_id = m["pachca_thread_id"]
+        if thread_id is None:
+            # The chat's open_thread job ran before this one (per-chat order) and did not
+            # finish: it is dead. Retrying it opens the thread, and this job then follows.
+            raise Postpone("waiting for the chat's Pachca thread to be opened")
+        created = await self._call(
+            f"thread:{thread_id}",
+            lambda: client.create_message(
+                entity_type="thread",
+                entity_id=thread_id,
+                # Nobody in Pachca is pinged or invited by what a web user writes.
+                content=neutralise(m["content"]),
+                display_name=_display_name(m["sender_name"]),
+                parent_message_id=m["reply_to_pachca_id"],
+                skip_invite_mentions=True,
+            ),
+        )
+        message_id, pachca_id = m["id"], created.id
+
+        async def record(conn: AsyncConnection) -> None:
+            await links.set_message_pachca_id(conn, message_id, pachca_id)
+
+        return Done(finish=record)
+
+    async def edit_message(self, job: Job, client: PachcaClient) -> Done:
+        m = await self._message(job)
+        if m is None:
+            return Done(skipped="the message is gone")
+        if m["deleted_at"] is not None:
+            return Done(skipped="deleted since; the deletion follows")
+        pachca_id = m["pachca_message_id"]
+        if pachca_id is None:
+            return Done(skipped="never posted to Pachca")
+        try:
+            await self._call(
+                f"thread:{m['pachca_thread_id']}",
+                lambda: client.update_message(
+                    pachca_id,
+                    neutralise(m["content"]),
+                    display_name=_display_name(m["sender_name"]),
+                ),
+            )
+        except PachcaError as exc:
+            if is_gone(exc):
+                return Done(skipped="the Pachca copy is gone")
+            raise
+        return Done()
+
+    async def delete_message(self, job: Job, client: PachcaClient) -> Done:
+        m = await self._message(job)
+        if m is None:
+            return Done(skipped="the message is gone")
+        pachca_id = m["pachca_message_id"]
+        if pachca_id is None:
+            return Done(skipped="never posted to Pachca")
+        try:
+            await self._call(
+                f"thread:{m['pachca_thread_id']}", lambda: client.delete_message(pachca_id)
+            )
+        except PachcaError as exc:
+            if is_gone(exc):
+                return Done(skipped="already gone in Pachca")
+            raise
+        return Done()
+
+    async def send_text(self, job: Job, client: PachcaClient) -> Done:
+        p = job.payload
+        entity_type, entity_id = str(p["entity_type"]), int(p["entity_id"])
+        await self._call(
+            f"{entity_type}:{entity_id}",
+            lambda: client.create_message(
+                entity_type=entity_type,
+                entity_id=entity_id,
+                # Answers quote names and chat titles.
+                content=neutralise(str(p["content"])),
+                parent_message_id=p.get("parent_message_id"),
+            ),
+        )
+        return Done()
