@@ -43,7 +43,8 @@ from bridge.history import History
 from bridge.metrics import Metrics
 from bridge.runtime import Runtime
 from bridge.sequencer import Sequencer, head
-from store import forum, log
+from store import events as event_log
+from store import forum
 from store import users as user_store
 
 logger = structlog.get_logger("bridge.feed")
@@ -260,7 +261,7 @@ class Hub:
 
         flt = chat_filter(conn.user)
         async with self.rt.db.read() as db:
-            newest = await log.last_id(db)
+            newest = await event_log.last_id(db)
             chat_ids = await forum.visible_chat_ids(db, flt) if flt.chat_types else []
         if since is not None:
             await self._replay(conn, since, newest, chat_ids)

@@ -23,7 +23,6 @@ MAINTENANCE = web.AppKey("maintenance", Maintenance)
 def setup(app: web.Application) -> None:
     rt = app[SERVICES].rt
     app[OUTBOX_WORKER] = worker = OutboxWorker(rt, app[METRICS])
-    rt.jobs_queued = worker.nudge
     app[MAINTENANCE] = maintenance = Maintenance(rt, app[METRICS])
 
     async def background(app: web.Application) -> AsyncIterator[None]:

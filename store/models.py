@@ -1,7 +1,8 @@
 """The schema. Every table the bridge keeps, typed with SQLAlchemy 2 ``Mapped[...]``.
 
-Queries run as Core statements over these tables (see queries.py); the ORM classes are the
-single description of the schema that Alembic migrations are checked against.
+Queries run as Core statements over these tables (the other store modules, run by
+store/tx.py); the ORM classes are the single description of the schema that Alembic migrations
+are checked against.
 """
 
 from __future__ import annotations

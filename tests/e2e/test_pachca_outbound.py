@@ -90,18 +90,20 @@ def start(database: Database, pachca_data: dict[str, Any], aiohttp_client: Any) 
 
 async def chat_row(db: Database, chat_id: int) -> Any:
     async with db.read() as conn:
-        return (await conn.execute(select(Chat).where(Chat.id == chat_id))).mappings().one()
+        [row] = await conn.rows(select(Chat.__table__).where(Chat.__table__.c.id == chat_id))
+    return row
 
 
 async def pachca_id_of(db: Database, message_id: int) -> int | None:
     async with db.read() as conn:
         query = select(Message.pachca_message_id).where(Message.id == message_id)
-        return (await conn.execute(query)).scalar_one()
+        found: int | None = await conn.value(query)
+    return found
 
 
 async def jobs(db: Database) -> list[Any]:
     async with db.read() as conn:
-        return list((await conn.execute(select(OutboxJob).order_by(OutboxJob.id))).mappings())
+        return await conn.rows(select(OutboxJob.__table__).order_by(OutboxJob.id))
 
 
 async def thread_open(db: Database, chat_id: int) -> Any:

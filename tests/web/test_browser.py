@@ -16,8 +16,8 @@ import jwt
 import pytest
 from playwright.async_api import Route, expect
 
+from store import events as event_log
 from store import forum as forum_store
-from store import log as event_log
 from store import messages as message_store
 from tests.eventually import eventually
 from tests.web.conftest import Site, Tab, bounded
