@@ -20,7 +20,7 @@ from bridge.linking import LinkStatus, link_account
 from bridge.outbox_jobs import SEND_TEXT
 from store import forum
 from store import outbox as outbox_store
-from store import users as user_store
+from store import pachca_links as links
 from store.tx import Tx
 
 # A thread is a chat in Pachca; this is the web app's address of a chat (the form of the
@@ -110,7 +110,7 @@ async def _run(
 
 
 async def _threads(conn: Tx, pachca_user_id: int) -> str:
-    user = await user_store.get_user_by_pachca_id(conn, pachca_user_id)
+    user = await links.user_by_pachca_id(conn, pachca_user_id)
     if user is None:
         return NOT_LINKED
     who = Principal(user["id"], user["role"], user["name"])

@@ -54,7 +54,7 @@ from bridge.messages import add_message
 from bridge.runtime import Runtime, utcnow
 from store import forum, webhook_keys
 from store import messages as message_store
-from store import users as user_store
+from store import pachca_links as links
 from store.errors import Conflict, StoreError
 from store.tx import Row, Tx
 
@@ -227,20 +227,20 @@ def _decide_delete(f: Facts) -> Action:
 async def gather(tx: Tx, p: MessageWebhookPayload) -> Facts:
     """Read what ``decide`` may need about ``p``, and no more: what cannot matter to an event
     of its kind is not read."""
-    existing = await message_store.by_pachca_id(tx, p.id)
+    existing = await links.message_by_pachca_id(tx, p.id)
     creating = existing is None and p.event != "delete"
     rows: list[Row] = []
     if existing is not None and p.event != "new":
         rows = await forum.chat_access(tx, existing["chat_id"])
     elif creating and p.entity_type != "user":
-        rows = await forum.thread_access(tx, p.chat_id)
+        rows = await links.chat_of_thread(tx, p.chat_id)
     access = access_from_rows(rows) if rows else None
     user = None
     if (creating and access is not None) or (existing is not None and p.event == "update"):
-        user = await user_store.get_user_by_pachca_id(tx, p.user_id)
+        user = await links.user_by_pachca_id(tx, p.user_id)
     parent = None
     if creating and access is not None and p.parent_message_id is not None:
-        parent = await message_store.by_pachca_id(tx, p.parent_message_id)
+        parent = await links.message_by_pachca_id(tx, p.parent_message_id)
     return Facts(existing, access, user, parent)
 
 

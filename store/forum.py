@@ -194,20 +194,11 @@ CHAT_WITH_PARTICIPANTS = (
     .outerjoin(users, users.c.id == participants.c.user_id)
 )
 CHAT_ACCESS = prepared(CHAT_WITH_PARTICIPANTS.where(chats.c.id == bindparam("chat_id")))
-THREAD_ACCESS = prepared(
-    CHAT_WITH_PARTICIPANTS.where(chats.c.pachca_thread_chat_id == bindparam("thread_chat_id"))
-)
 
 
 async def chat_access(tx: Tx, chat_id: int) -> list[Row]:
     """The chat joined with its participants (one row each; one row with nulls if none)."""
     return await tx.rows(CHAT_ACCESS, {"chat_id": chat_id})
-
-
-async def thread_access(tx: Tx, thread_chat_id: int) -> list[Row]:
-    """As :func:`chat_access`, for the forum chat a Pachca thread's chat mirrors (no rows:
-    none does)."""
-    return await tx.rows(THREAD_ACCESS, {"thread_chat_id": thread_chat_id})
 
 
 def _visible(

@@ -12,7 +12,7 @@ from store.tx import Row, Tx, prepared
 messages = Message.__table__
 users = User.__table__
 
-_with_sender = select(
+WITH_SENDER = select(
     messages,
     users.c.name.label("sender_name"),
     users.c.role.label("sender_role"),
@@ -21,15 +21,14 @@ _with_sender = select(
 # Every posted or relayed message: its columns are the names of the values given.
 INSERT_MESSAGE = prepared(messages.insert().returning(messages.c.id))
 _GET = prepared(
-    _with_sender.where(messages.c.id == bindparam("message_id"), messages.c.deleted_at.is_(None))
+    WITH_SENDER.where(messages.c.id == bindparam("message_id"), messages.c.deleted_at.is_(None))
 )
 _BY_CLIENT_ID = prepared(
-    _with_sender.where(
+    WITH_SENDER.where(
         messages.c.sender_id == bindparam("sender_id"),
         messages.c.client_id == bindparam("client_id"),
     )
 )
-_BY_PACHCA_ID = prepared(_with_sender.where(messages.c.pachca_message_id == bindparam("pachca_id")))
 _LIVE_IN_CHAT = prepared(
     select(messages.c.id).where(
         messages.c.id == bindparam("message_id"),
@@ -60,11 +59,6 @@ async def get_message(tx: Tx, message_id: int) -> Row | None:
 
 async def by_client_id(tx: Tx, sender_id: str, client_id: str) -> Row | None:
     return await tx.first(_BY_CLIENT_ID, {"sender_id": sender_id, "client_id": client_id})
-
-
-async def by_pachca_id(tx: Tx, pachca_message_id: int) -> Row | None:
-    """The message mirroring a Pachca message (deleted or not), with its sender."""
-    return await tx.first(_BY_PACHCA_ID, {"pachca_id": pachca_message_id})
 
 
 async def is_live_in_chat(tx: Tx, message_id: int, chat_id: int) -> bool:

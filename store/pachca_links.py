@@ -1,5 +1,6 @@
-"""What the outbox reads and writes to mirror the forum in Pachca: the chat <-> thread and
-message <-> Pachca message mappings, and the Pachca accounts of a chat's teacher or tutor."""
+"""The forum <-> Pachca mappings: the chat <-> thread and message <-> Pachca message ids, and
+Pachca accounts of platform users. The outbox writes and reads them to mirror the forum in
+Pachca; the relay looks Pachca's ids up to find the forum's side of a webhook event."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
+from store.forum import CHAT_WITH_PARTICIPANTS
+from store.messages import WITH_SENDER
 from store.models import Chat, Message, Participant, User
 from store.tx import Row, Tx, prepared
 
@@ -62,6 +65,34 @@ _SET_MESSAGE_PACHCA_ID = prepared(
     .where(messages.c.id == bindparam("message_id"))
     .values(pachca_message_id=bindparam("pachca_id"))
 )
+
+
+# --- Pachca's ids -> the forum -----------------------------------------------------------------
+
+_MESSAGE = prepared(WITH_SENDER.where(messages.c.pachca_message_id == bindparam("pachca_id")))
+_THREAD_CHAT = prepared(
+    CHAT_WITH_PARTICIPANTS.where(chats.c.pachca_thread_chat_id == bindparam("thread_chat_id"))
+)
+_USER = prepared(select(users).where(users.c.pachca_user_id == bindparam("pachca_user_id")))
+
+
+async def message_by_pachca_id(tx: Tx, pachca_message_id: int) -> Row | None:
+    """The forum message mirroring a Pachca message (deleted or not), with its sender."""
+    return await tx.first(_MESSAGE, {"pachca_id": pachca_message_id})
+
+
+async def chat_of_thread(tx: Tx, thread_chat_id: int) -> list[Row]:
+    """The forum chat a Pachca thread's chat mirrors, with its participants, as
+    ``store.forum.chat_access`` reads it (no rows: none does)."""
+    return await tx.rows(_THREAD_CHAT, {"thread_chat_id": thread_chat_id})
+
+
+async def user_by_pachca_id(tx: Tx, pachca_user_id: int) -> Row | None:
+    """The platform user a Pachca account is linked to."""
+    return await tx.first(_USER, {"pachca_user_id": pachca_user_id})
+
+
+# --- the forum -> Pachca ---------------------------------------------------------------------
 
 
 async def chat_thread(tx: Tx, chat_id: int) -> Row | None:

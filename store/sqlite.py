@@ -334,5 +334,7 @@ class SqliteConnections:
         self._writer.broken = True  # replaced before the next transaction
 
     def close(self) -> None:
+        if self._batch is not None and not self._busy:
+            self._commit()  # writers of the open batch are waiting for it
         self._writer.close()
         self._reader.close()

@@ -26,7 +26,6 @@ def insert_for(dialect: str, table: Any) -> Any:
 
 # Every authenticated request runs it.
 GET_USER = prepared(select(users).where(users.c.id == bindparam("user_id")))
-_BY_PACHCA_ID = prepared(select(users).where(users.c.pachca_user_id == bindparam("pachca_user_id")))
 
 
 async def get_user(tx: Tx, user_id: str) -> Row | None:
@@ -38,10 +37,6 @@ async def get_users(tx: Tx, user_ids: list[str]) -> dict[str, Row]:
         return {}
     rows = await tx.rows(select(users).where(users.c.id.in_(user_ids)))
     return {r["id"]: r for r in rows}
-
-
-async def get_user_by_pachca_id(tx: Tx, pachca_user_id: int) -> Row | None:
-    return await tx.first(_BY_PACHCA_ID, {"pachca_user_id": pachca_user_id})
 
 
 async def upsert_user(tx: Tx, values: dict[str, Any], now: datetime) -> None:
