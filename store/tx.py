@@ -52,7 +52,6 @@ StatementHook = Callable[[str, Sequence[Any]], None]
 Processor = Callable[[Any], Any]
 
 _REQUIRED = object()  # a bind parameter the caller must give
-_NO_PARAMS: Params = {}
 
 
 def dialect_for(url: URL) -> Dialect:
@@ -67,10 +66,8 @@ class Compiled:
 
     __slots__ = ("_compiled", "_defaults", "_expanding", "_procs", "_results", "keys", "sql")
 
-    def __init__(
-        self, stmt: Executable, dialect: Dialect, column_keys: Sequence[str] | None = None
-    ):
-        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)  # type: ignore[attr-defined]
+    def __init__(self, stmt: Any, dialect: Dialect, column_keys: Sequence[str] | None = None):
+        compiled: Any = stmt.compile(dialect=dialect, column_keys=column_keys)
         self._compiled = compiled
         self.sql: str = compiled.string
         binds = compiled.binds
@@ -189,10 +186,9 @@ class Prepared:
         kind = type(dialect)
         found = self._statements.get(kind)
         if found is None:
-            stmt = (
-                self._build if isinstance(self._build, ClauseElement) else self._build(dialect.name)
-            )  # type: ignore[operator]
-            found = self._statements[kind] = (stmt, stmt.is_dml)  # type: ignore[union-attr]
+            build: Any = self._build
+            stmt = build if isinstance(build, ClauseElement) else build(dialect.name)
+            found = self._statements[kind] = (stmt, stmt.is_dml)
         keys = tuple(params) if params and found[1] else None
         compiled = self._compiled.get((kind, keys))
         if compiled is None:
@@ -246,8 +242,8 @@ class Tx:
     def _compile(self, stmt: Statement, params: Params | None) -> Compiled:
         if isinstance(stmt, Prepared):
             return stmt.compiled(self.dialect, params)
-        keys = list(params) if params and stmt.is_dml else None  # type: ignore[attr-defined]
-        return Compiled(stmt, self.dialect, keys)
+        dml: bool = getattr(stmt, "is_dml", False)
+        return Compiled(stmt, self.dialect, list(params) if params and dml else None)
 
     def _sent(self, sql: str, args: Sequence[Any]) -> None:
         for hook in self._hooks:
