@@ -28,10 +28,11 @@ How statements are compiled and cached
 
 Transactions, group commit, commit signals
     store/db.py hands out a ``Tx`` from ``read()`` (no transaction: each statement sees what is
-    committed) or ``write()`` (one transaction, committed when the block ends). On SQLite
-    writers queued behind a write transaction join it, each under its own savepoint, and share
-    one COMMIT (store/sqlite.py says why). ``tx.signal(name)`` marks the transaction; once it
-    has committed, the database calls the subscribers of each signal raised (the outbox worker
+    committed) or ``write()`` (one transaction, committed when the block ends). On SQLite a
+    write transaction stays open until the event loop's next turn, and the writers that come
+    meanwhile join it, each under its own savepoint, sharing one COMMIT (group commit;
+    store/sqlite.py says why). ``tx.signal(name)`` marks the transaction; once it has
+    committed, the database calls the subscribers of each signal raised (the outbox worker
     wakes on ``OUTBOX_DUE``). ``db.on_statement`` sees every statement sent (tests count them).
 """
 

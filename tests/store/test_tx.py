@@ -303,6 +303,38 @@ async def test_concurrent_writers_commit_together_and_a_refused_one_spares_the_r
         assert committed_when_done == [20] * 22
 
 
+async def test_writers_take_turns_in_arrival_order_even_when_their_blocks_wait(
+    db: Database,
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's one writer connection (PostgreSQL runs transactions side by side)")
+    chat_id = await seed(db)
+    steps: list[str] = []
+
+    async def writer(name: str) -> None:
+        async with db.write() as tx:
+            steps.append(f"{name} in")
+            await asyncio.sleep(0)  # a block that waits: nobody else's block runs meanwhile
+            await post(tx, chat_id)
+            await asyncio.sleep(0.01)
+            steps.append(f"{name} out")
+
+    await asyncio.gather(*(writer(n) for n in "abcde"))
+    assert steps == [f"{n} {step}" for n in "abcde" for step in ("in", "out")]
+    assert await count(db, Message) == 5
+
+
+async def test_a_prepared_statement_is_compiled_once_per_dialect(db: Database) -> None:
+    stmt = prepared(select(Chat.__table__).where(Chat.__table__.c.id == bindparam("chat_id")))
+    first = stmt.compiled(db.dialect, {"chat_id": 1})
+    assert stmt.compiled(db.dialect, {"chat_id": 2}) is first
+    insert = prepared(Participant.__table__.insert())
+    # An INSERT compiles per set of columns given, as Core compiles it.
+    some = insert.compiled(db.dialect, {"chat_id": 1, "user_id": "s", "role": "student"})
+    assert insert.compiled(db.dialect, {"chat_id": 2, "user_id": "t", "role": "x"}) is some
+    assert insert.compiled(db.dialect, {"chat_id": 1, "user_id": "s"}) is not some
+
+
 async def test_a_failed_commit_fails_every_writer_of_the_batch(db: Database) -> None:
     if not db.is_sqlite:
         pytest.skip("SQLite's group commit")
