@@ -224,7 +224,7 @@ def _decide_delete(f: Facts) -> Action:
     return Delete(row, f.access)
 
 
-async def gather(tx: Tx, p: MessageWebhookPayload) -> Facts:
+async def gather_facts(tx: Tx, p: MessageWebhookPayload) -> Facts:
     """Read what ``decide`` may need about ``p``, and no more: what cannot matter to an event
     of its kind is not read."""
     existing = await links.message_by_pachca_id(tx, p.id)
@@ -287,7 +287,7 @@ class Relay:
         async with self.rt.db.write() as tx:
             if not await webhook_keys.record(tx, key, now):
                 return Handled(Outcome.DUPLICATE)
-            action = decide(p, await gather(tx, p))
+            action = decide(p, await gather_facts(tx, p))
             return await self._apply(tx, p, action, now)
 
     async def _apply(

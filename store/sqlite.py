@@ -245,10 +245,12 @@ class SqliteConnections:
             if failed is not None:
                 self._writer.control("ROLLBACK TO writer")
             self._writer.control("RELEASE writer")
-        except DatabaseUnavailable as exc:
+        except DatabaseUnavailable:
             self._abort()
             self._hand_on()
-            raise failed or exc from None
+            if failed is not None:
+                raise failed from None
+            raise
         done = asyncio.get_running_loop().create_future()
         assert self._batch is not None
         self._batch.append((done, tx.signals if failed is None else None))
