@@ -1,4 +1,4 @@
-"""The SQLite engine: WAL checkpoints happen on their own thread, not inline."""
+"""SQLite: WAL checkpoints happen on their own thread, not inline."""
 
 from __future__ import annotations
 
