@@ -68,7 +68,7 @@ async def fill_log(
     from store.models import Event
 
     db = Database(url)
-    log = EventLog(db)
+    log = EventLog()
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
 
@@ -94,7 +94,7 @@ async def fill_log(
             for i in range(events):
                 if i % ADDRESSED_EVERY == ADDRESSED_EVERY // 2:
                     if rows:
-                        await conn.execute(Event.__table__.insert(), rows)
+                        await conn.run(Event.__table__.insert(), rows)
                         rows = []
                     other = others[i % len(others)]
                     await log.append(
@@ -112,13 +112,13 @@ async def fill_log(
                 )
                 rows.append(message(i, chat_id))
                 if len(rows) >= BATCH:
-                    await conn.execute(Event.__table__.insert(), rows)
+                    await conn.run(Event.__table__.insert(), rows)
                     rows = []
             if rows:
-                await conn.execute(Event.__table__.insert(), rows)
+                await conn.run(Event.__table__.insert(), rows)
             if not db.is_sqlite:
                 # What autovacuum would soon do: the planner needs the table's new size.
-                await conn.execute(text("ANALYZE"))
+                await conn.run(text("ANALYZE"))
     finally:
         await db.dispose()
 
@@ -132,10 +132,13 @@ async def first_and_last(url: str) -> tuple[int, int]:
     db = Database(url)
     try:
         async with db.read() as conn:
-            row = (await conn.execute(select(func.min(Event.id), func.max(Event.id)))).one()
+            row = await conn.first(
+                select(func.min(Event.id).label("first"), func.max(Event.id).label("last"))
+            )
     finally:
         await db.dispose()
-    return int(row[0]), int(row[1])
+    assert row is not None
+    return int(row["first"]), int(row["last"])
 
 
 async def join(session: aiohttp.ClientSession, url: str) -> tuple[float, int]:

@@ -78,9 +78,9 @@ async def map_threads(server: Server, pairs: list[dict[str, Any]]) -> None:
                 assert r.status == 200, await r.text()
     db = Database(server.database_url)
     try:
-        async with db.write() as conn:
+        async with db.write() as tx:
             for i, pair in enumerate(pairs):
-                await conn.execute(
+                await tx.run(
                     update(Chat)
                     .where(Chat.id == pair["chat_id"])
                     .values(pachca_thread_id=70_000 + i, pachca_thread_chat_id=THREAD_CHAT_BASE + i)

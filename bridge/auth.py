@@ -14,7 +14,6 @@ from bridge.config import AuthConfig, LiveConfig
 from bridge.errors import Unauthorized
 from store import users as user_store
 from store.db import Database
-from store.hotpath import hot_for
 
 GENERATED_SECRET_KEY = "jwt_secret"
 ALGORITHM = "HS256"
@@ -149,7 +148,8 @@ async def load_generated_secret(db: Database) -> str:
 
 async def principal_for(db: Database, tokens: Tokens, token: str) -> tuple[Principal, Claims]:
     claims = tokens.verify(token)
-    row = await hot_for(db).user(claims.user_id)  # every request: the raw read path
+    async with db.read() as tx:  # every authenticated request: one statement
+        row = await user_store.get_user(tx, claims.user_id)
     if row is None:
         raise Unauthorized("unknown user")
     return Principal(row["id"], row["role"], row["name"]), claims

@@ -23,6 +23,10 @@ class ChatType(StrEnum):
     TUTOR = "forum_tutor"
 
 
+# The parts whose holders work in Pachca: members of their chats' Pachca threads.
+PARTNER_ROLES: tuple[str, ...] = (Role.TEACHER.value, Role.TUTOR.value)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     sees: frozenset[ChatType]  # chat types this role may see...

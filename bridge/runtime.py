@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -13,7 +13,6 @@ from bridge.feed.transport import Feed
 from bridge.pachca.clients import PachcaClients
 from bridge.ratelimit import PostRateLimiter
 from store.db import Database
-from store.hotpath import HotPath, hot_for
 
 
 def utcnow() -> datetime:
@@ -30,18 +29,10 @@ class Runtime:
     events: EventLog = field(init=False)
     # The Pachca API client for the config in force (None while disabled).
     pachca: PachcaClients = field(init=False)
-    # Called after a commit that queued outbox jobs outside Core (store/hotpath.py), which the
-    # worker's commit hook cannot see; the app wires it to the outbox worker.
-    jobs_queued: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
-        self.events = EventLog(self.db)
+        self.events = EventLog()
         self.pachca = PachcaClients(self.live)
-
-    @property
-    def hot(self) -> HotPath:
-        """The raw-driver paths of the current database (store/hotpath.py)."""
-        return hot_for(self.db)
 
     def count_write(self, user_id: str) -> None:
         """Charge one write against the user's ``limits.posts_per_minute``; RateLimited when

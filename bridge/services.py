@@ -84,7 +84,6 @@ class Services:
         hub = Hub(rt, metrics, queue_size=config.feed.send_queue_size, history=history)
         hub.attach(rt.feed)
         worker = OutboxWorker(rt, metrics)
-        rt.jobs_queued = worker.nudge
         return cls(
             rt=rt,
             metrics=metrics,

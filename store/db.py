@@ -1,4 +1,9 @@
-"""Engine and connections for SQLite (embedded default) and PostgreSQL (scale-out)."""
+"""The database: SQLite (the embedded default) or PostgreSQL (scale-out), one API for both.
+
+``read()`` gives a :class:`store.tx.Tx` outside any transaction (each statement sees what is
+committed); ``write()`` one in a transaction, committed when the block ends and rolled back if
+it raises. Nothing else reaches a connection. store/tx.py describes how statements run.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,17 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import asyncpg
 import structlog
-from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from store import sqlite_inline
+from store.postgres import PostgresPool
+from store.sqlite import SqliteConnections
+from store.tx import StatementHook, Tx, dialect_for
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-# Serialises event inserts on PostgreSQL so that event ids commit in id order and a reader
-# that saw id N can never later find a smaller id appear (see Database.lock_event_log).
-EVENT_LOG_LOCK = 0x70616368  # "pach"
 # The SQLite files hold every message and the generated JWT key: the owner's only.
 SQLITE_FILE_MODE = 0o600
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
@@ -36,110 +36,88 @@ def safe_url(url: str | URL) -> str:
 
 
 class Database:
-    """Owns the engine. Every query runs on a connection from :meth:`read` or :meth:`write`."""
+    """Owns the connections (SQLite's one, or PostgreSQL's pool) and hands them out as
+    :class:`Tx`. ``connect_args`` go to asyncpg's connections (``server_settings``, say)."""
 
-    def __init__(self, url: str, **engine_kwargs: Any):
+    def __init__(
+        self, url: str | URL, *, connect_args: Mapping[str, Any] | None = None, pool_size: int = 10
+    ):
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        if self.is_sqlite:
-            # One connection: SQLite has a single writer anyway, and one in-process connection
-            # never meets "database is locked" on a read-then-write transaction. WAL keeps
-            # other processes (the CLI) able to read while the service writes.
-            engine_kwargs.setdefault("pool_size", 1)
-            engine_kwargs.setdefault("max_overflow", 0)
-            engine_kwargs.setdefault("pool_timeout", 60)
-            database = self.url.database or ":memory:"
-            engine_kwargs.setdefault("async_creator", lambda: _connect_sqlite(database))
-        else:
-            engine_kwargs.setdefault("pool_size", 10)
-            engine_kwargs.setdefault("max_overflow", 10)
-            engine_kwargs.setdefault("pool_pre_ping", True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **engine_kwargs)
-        # SQLite's one connection is handed out in arrival order: the pool's own queue lets
-        # a coroutine that just returned the connection take it straight back, which starved
-        # some requests for a second under load.
-        self._turn = asyncio.Lock() if self.is_sqlite else None
+        self.dialect = dialect_for(self.url)
+        self.connect_args: dict[str, Any] = dict(connect_args or {})
+        self._statement_hooks: list[StatementHook] = []
+        self._subscribers: dict[str, list[Callable[[], None]]] = {}
         self._checkpointer: asyncio.Task[None] | None = None
-        self._sqlite: sqlite3.Connection | None = None
-        # PostgreSQL: a plain asyncpg pool for the hot path (see pg_connection).
-        self._connect_args: dict[str, Any] = dict(engine_kwargs.get("connect_args", {}))
-        self._pool_size = int(engine_kwargs.get("pool_size", 10))
-        self._pg_pool: asyncpg.Pool | None = None
-        self._pg_pool_lock = asyncio.Lock()
-        # store/hotpath.py keeps its compiled statements here (one set per database).
-        self.hot_path: Any = None
+        self._backend: SqliteConnections | PostgresPool
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+            self._backend = SqliteConnections(
+                self.url.database or ":memory:",
+                self.dialect,
+                self._statement_hooks,
+                self._committed,
+                keep_private,
+            )
+        else:
+            self._backend = PostgresPool(
+                self.url,
+                self.dialect,
+                self._statement_hooks,
+                self._committed,
+                connect_args=self.connect_args,
+                pool_size=pool_size,
+            )
 
-    @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection, taken in turn."""
-        if self._turn is None:
-            async with self.engine.connect() as conn:
-                yield conn
-            return
-        async with self._turn, self.engine.connect() as conn:
-            yield conn
+    def read(self) -> AbstractAsyncContextManager[Tx]:
+        """Statements outside any transaction: each sees what is committed."""
+        return self._backend.read()
 
-    @asynccontextmanager
-    async def sqlite_turn(self) -> AsyncIterator[sqlite3.Connection]:
-        """SQLite: the one connection itself, for the raw hot path (store/hotpath.py).
+    def write(self) -> AbstractAsyncContextManager[Tx]:
+        """One transaction: committed when the block ends (the block's exit waits for it),
+        rolled back if it raises. Never nest a read or write inside it: on SQLite the block
+        holds the one connection."""
+        return self._backend.write()
 
-        Holding the turn excludes every other user of the connection, and skips the pool's
-        checkout and reset, which cost more than the statements of a request.
-        """
-        assert self._turn is not None, "SQLite only"
-        async with self._turn:
-            if self._sqlite is None:
-                async with self.engine.connect() as conn:
-                    driver = (await conn.get_raw_connection()).driver_connection
-                    self._sqlite = driver.sqlite  # type: ignore[union-attr]
-            try:
-                yield self._sqlite
-            except sqlite3.ProgrammingError:
-                # The pool replaced the connection (closed after an error): look it up anew.
-                self._sqlite = None
-                raise
+    # --- hooks ----------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def pg_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """PostgreSQL: a connection of a plain asyncpg pool, for the raw hot path.
+    def on_signal(self, name: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after each commit of a transaction that raised ``name``
+        (``tx.signal(name)``); returns a function that stops it."""
+        self._subscribers.setdefault(name, []).append(callback)
 
-        SQLAlchemy's pool pings a connection on checkout and rolls it back on return: two
-        extra round trips, more than the statements of a request. The hot path changes no
-        session state (its transactions end before the connection goes back), so this pool
-        neither pings nor resets.
-        """
-        if self._pg_pool is None:
-            async with self._pg_pool_lock:
-                if self._pg_pool is None:
-                    self._pg_pool = await asyncpg.create_pool(
-                        self.url.set(drivername="postgresql").render_as_string(hide_password=False),
-                        min_size=1,
-                        max_size=self._pool_size,
-                        reset=_keep_session,
-                        server_settings=self._connect_args.get("server_settings"),
-                    )
-        async with self._pg_pool.acquire() as conn:
-            yield conn
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.get(name, []).remove(callback)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads; nothing it does is committed."""
-        async with self.connect() as conn:
-            yield conn
+        return remove
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self.connect() as conn, conn.begin():
-            yield conn
+    def on_statement(self, callback: StatementHook) -> Callable[[], None]:
+        """Call ``callback(sql, args)`` for every statement sent to the driver, with its
+        positional arguments (transaction control is not a statement here; a batch calls it
+        once per parameter set); returns a function that stops it. For tests."""
+        self._statement_hooks.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._statement_hooks.remove(callback)
+
+        return remove
+
+    def _committed(self, signals: set[str]) -> None:
+        for name in signals:
+            for callback in list(self._subscribers.get(name, ())):
+                try:
+                    callback()
+                except Exception:  # a subscriber cannot undo a commit: report and go on
+                    log.exception("commit signal subscriber failed", signal=name)
+
+    # --- SQLite checkpoints ---------------------------------------------------------------------
 
     def start_checkpoints(self, every_s: float = 1.0) -> None:
         """SQLite: move the WAL into the database file from a thread of its own.
 
-        Statements run inline on the event loop (store/sqlite_inline.py); an automatic
-        checkpoint would copy pages and fsync there, stalling every request for it.
+        Statements run inline on the event loop (store/sqlite.py); an automatic checkpoint
+        would copy pages and fsync there, stalling every request for it.
         """
         if self.is_sqlite and self._checkpointer is None:
             self._checkpointer = asyncio.create_task(self._checkpoints(every_s))
@@ -152,37 +130,16 @@ class Database:
             await asyncio.sleep(every_s)
             await asyncio.to_thread(_checkpoint, path)
 
-    async def lock_event_log(self, conn: AsyncConnection) -> None:
-        """Take the event-log lock for the rest of this transaction (PostgreSQL only).
-
-        Sequence values are handed out before commit, so two transactions could commit ids
-        10 and 11 in the order 11, 10; a feed reader that replayed up to 11 would then miss 10.
-        Holding this lock from the event insert to the commit makes id order commit order.
-        SQLite has a single writer and needs nothing.
-        """
-        if not self.is_sqlite:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK})
-
     async def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
             self._checkpointer = None
-        async with self._pg_pool_lock:  # a pool being created now is closed too
-            pool, self._pg_pool = self._pg_pool, None
-        if pool is not None:
-            await pool.close()
-        await self.engine.dispose()
-
-
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """No reset on release: hot-path transactions leave nothing behind in the session."""
-
-
-async def _connect_sqlite(database: str) -> sqlite_inline.InlineConnection:
-    keep_private(database)
-    return await sqlite_inline.connect(database)
+        if isinstance(self._backend, SqliteConnections):
+            self._backend.close()
+        else:
+            await self._backend.close()
 
 
 def keep_private(database: str) -> None:
@@ -223,14 +180,3 @@ def _checkpoint(path: str) -> None:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
         conn.close()
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    # Checkpoints run on a thread of their own (Database.checkpoint_every), not inline.
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -11,8 +11,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    RowMapping,
-    Select,
     and_,
     bindparam,
     delete,
@@ -23,9 +21,9 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.models import Chat, Enrollment, Message, Participant, User
+from store.tx import Prepared, Row, Tx, prepared
 from store.users import insert_for
 
 enrollments = Enrollment.__table__
@@ -48,25 +46,43 @@ class ChatFilter:
 class ChatRecord:
     """A chat with everything its contract object needs, loaded in a fixed number of queries."""
 
-    chat: RowMapping
-    participants: list[RowMapping] = field(default_factory=list)  # user columns + role, last read
-    last_message: RowMapping | None = None  # message columns + sender_* columns
+    chat: Row
+    participants: list[Row] = field(default_factory=list)  # user columns + role, last read
+    last_message: Row | None = None  # message columns + sender_* columns
     unread_count: int = 0
 
 
 # --- enrollments -------------------------------------------------------------------------
 
+_GET_ENROLLMENT = prepared(
+    select(enrollments).where(enrollments.c.id == bindparam("enrollment_id"))
+)
+_CLAIM_INSERT = prepared(
+    lambda dialect: (
+        insert_for(dialect, enrollments)
+        .on_conflict_do_nothing(index_elements=[enrollments.c.id])
+        .returning(enrollments.c.id)
+    )
+)
+_CLAIM_HOLD = prepared(
+    select(enrollments).where(enrollments.c.id == bindparam("enrollment_id")).with_for_update()
+)
+_UPDATE_ENROLLMENT = prepared(
+    update(enrollments).where(enrollments.c.id == bindparam("enrollment_id"))
+)
+_DELETE_ENROLLMENT = prepared(
+    delete(enrollments).where(enrollments.c.id == bindparam("enrollment_id"))
+)
+_ENROLLMENTS_OF_STUDENT = prepared(
+    select(enrollments).where(enrollments.c.student_id == bindparam("student_id"))
+)
 
-async def get_enrollment(conn: AsyncConnection, enrollment_id: str) -> RowMapping | None:
-    rows = await conn.execute(select(enrollments).where(enrollments.c.id == enrollment_id))
-    return rows.mappings().first()
+
+async def get_enrollment(tx: Tx, enrollment_id: str) -> Row | None:
+    return await tx.first(_GET_ENROLLMENT, {"enrollment_id": enrollment_id})
 
 
-async def insert_enrollment(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(enrollments.insert().values(**values))
-
-
-async def claim_enrollment(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping | None:
+async def claim_enrollment(tx: Tx, values: dict[str, Any]) -> Row | None:
     """Insert the enrollment unless it exists, and hold its row for the rest of the transaction.
 
     Returns the row as it stood (None when this call created it). Concurrent PUTs of one id
@@ -75,106 +91,97 @@ async def claim_enrollment(conn: AsyncConnection, values: dict[str, Any]) -> Row
     has a single writer anyway.
     """
     for _ in range(2):  # twice: a concurrent DELETE may remove the row between the two
-        inserted = await conn.execute(
-            insert_for(conn, enrollments)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[enrollments.c.id])
-            .returning(enrollments.c.id)
-        )
-        if inserted.first() is not None:
+        if await tx.first(_CLAIM_INSERT, values) is not None:
             return None
-        rows = await conn.execute(
-            select(enrollments).where(enrollments.c.id == values["id"]).with_for_update()
-        )
-        current = rows.mappings().first()
+        current = await tx.first(_CLAIM_HOLD, {"enrollment_id": values["id"]})
         if current is not None:
             return current
     raise RuntimeError(f"enrollment {values['id']!r} keeps disappearing")
 
 
-async def update_enrollment(conn: AsyncConnection, enrollment_id: str, values: dict[str, Any]):
-    await conn.execute(
-        update(enrollments).where(enrollments.c.id == enrollment_id).values(**values)
-    )
+async def update_enrollment(tx: Tx, enrollment_id: str, values: dict[str, Any]) -> None:
+    await tx.run(_UPDATE_ENROLLMENT, {**values, "enrollment_id": enrollment_id})
 
 
-async def delete_enrollment(conn: AsyncConnection, enrollment_id: str) -> None:
+async def delete_enrollment(tx: Tx, enrollment_id: str) -> None:
     # Chats, participants, messages and pending outbox jobs go with it (ON DELETE CASCADE).
-    await conn.execute(delete(enrollments).where(enrollments.c.id == enrollment_id))
+    await tx.run(_DELETE_ENROLLMENT, {"enrollment_id": enrollment_id})
 
 
-async def enrollments_of_student(conn: AsyncConnection, student_id: str) -> list[RowMapping]:
-    rows = await conn.execute(select(enrollments).where(enrollments.c.student_id == student_id))
-    return list(rows.mappings())
+async def enrollments_of_student(tx: Tx, student_id: str) -> list[Row]:
+    return await tx.rows(_ENROLLMENTS_OF_STUDENT, {"student_id": student_id})
 
 
 # --- chats and participants --------------------------------------------------------------
 
-
-async def chats_of_enrollment(conn: AsyncConnection, enrollment_id: str) -> list[RowMapping]:
-    rows = await conn.execute(
-        select(chats).where(chats.c.enrollment_id == enrollment_id).order_by(chats.c.id)
+_CHATS_OF_ENROLLMENT = prepared(
+    select(chats).where(chats.c.enrollment_id == bindparam("enrollment_id")).order_by(chats.c.id)
+)
+_INSERT_CHAT = prepared(chats.insert().returning(chats.c.id))
+_PARTICIPANT_IDS = prepared(
+    select(participants.c.user_id, participants.c.role).where(
+        participants.c.chat_id == bindparam("chat_id")
     )
-    return list(rows.mappings())
+)
+_ADD_PARTICIPANT = prepared(participants.insert())
+_REMOVE_PARTICIPANT = prepared(
+    delete(participants).where(
+        participants.c.chat_id == bindparam("chat_id"),
+        participants.c.user_id == bindparam("user_id"),
+    )
+)
+_MARK_READ = prepared(
+    update(participants)
+    .where(
+        participants.c.chat_id == bindparam("in_chat"),
+        participants.c.user_id == bindparam("reader"),
+        participants.c.last_read_message_id < bindparam("message_id"),
+    )
+    .values(last_read_message_id=bindparam("message_id"))
+)
 
 
-async def insert_chat(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    result = await conn.execute(chats.insert().values(**values).returning(chats.c.id))
-    return result.scalar_one()
+async def chats_of_enrollment(tx: Tx, enrollment_id: str) -> list[Row]:
+    return await tx.rows(_CHATS_OF_ENROLLMENT, {"enrollment_id": enrollment_id})
 
 
-async def update_chats(conn: AsyncConnection, chat_ids: list[int], values: dict[str, Any]):
+async def insert_chat(tx: Tx, values: dict[str, Any]) -> int:
+    chat_id: int = await tx.value(_INSERT_CHAT, values)
+    return chat_id
+
+
+async def update_chats(tx: Tx, chat_ids: list[int], values: dict[str, Any]) -> None:
     if chat_ids:
-        await conn.execute(update(chats).where(chats.c.id.in_(chat_ids)).values(**values))
+        await tx.run(update(chats).where(chats.c.id.in_(chat_ids)).values(**values))
 
 
-async def participant_ids(conn: AsyncConnection, chat_id: int) -> dict[str, str]:
+async def participant_ids(tx: Tx, chat_id: int) -> dict[str, str]:
     """user id -> role in the chat."""
-    rows = await conn.execute(
-        select(participants.c.user_id, participants.c.role).where(participants.c.chat_id == chat_id)
-    )
-    return {user_id: role for user_id, role in rows}
+    rows = await tx.rows(_PARTICIPANT_IDS, {"chat_id": chat_id})
+    return {r["user_id"]: r["role"] for r in rows}
 
 
-async def add_participant(conn: AsyncConnection, chat_id: int, user_id: str, role: str) -> None:
-    await conn.execute(
-        participants.insert().values(
-            chat_id=chat_id, user_id=user_id, role=role, last_read_message_id=0
-        )
+async def add_participant(tx: Tx, chat_id: int, user_id: str, role: str) -> None:
+    await tx.run(
+        _ADD_PARTICIPANT,
+        {"chat_id": chat_id, "user_id": user_id, "role": role, "last_read_message_id": 0},
     )
 
 
-async def remove_participant(conn: AsyncConnection, chat_id: int, user_id: str) -> None:
-    await conn.execute(
-        delete(participants).where(
-            participants.c.chat_id == chat_id, participants.c.user_id == user_id
-        )
-    )
+async def remove_participant(tx: Tx, chat_id: int, user_id: str) -> None:
+    await tx.run(_REMOVE_PARTICIPANT, {"chat_id": chat_id, "user_id": user_id})
 
 
-async def mark_read(conn: AsyncConnection, chat_id: int, user_id: str, message_id: int) -> bool:
+async def mark_read(tx: Tx, chat_id: int, user_id: str, message_id: int) -> bool:
     """Move the read mark forward (never back). True when it moved."""
-    result = await conn.execute(
-        update(participants)
-        .where(
-            participants.c.chat_id == chat_id,
-            participants.c.user_id == user_id,
-            participants.c.last_read_message_id < message_id,
-        )
-        .values(last_read_message_id=message_id)
+    moved = await tx.run(
+        _MARK_READ, {"in_chat": chat_id, "reader": user_id, "message_id": message_id}
     )
-    return result.rowcount > 0
+    return moved > 0
 
 
-async def chat_access(conn: AsyncConnection, chat_id: int) -> list[RowMapping]:
-    """The chat joined with its participants (one row each; one row with nulls if none).
-
-    One query that answers existence, the policy's questions and read receipts.
-    """
-    return list((await conn.execute(CHAT_ACCESS, {"chat_id": chat_id})).mappings())
-
-
-# Built once: every chat request runs it (store/hotpath.py runs it raw on the POST path).
+# A chat and its participants (one row each; one row with nulls if none): one query that
+# answers existence, the policy's questions and read receipts. Every chat request runs it.
 CHAT_WITH_PARTICIPANTS = (
     select(
         chats,
@@ -186,22 +193,18 @@ CHAT_WITH_PARTICIPANTS = (
     .outerjoin(participants, participants.c.chat_id == chats.c.id)
     .outerjoin(users, users.c.id == participants.c.user_id)
 )
-CHAT_ACCESS = CHAT_WITH_PARTICIPANTS.where(chats.c.id == bindparam("chat_id"))
+CHAT_ACCESS = prepared(CHAT_WITH_PARTICIPANTS.where(chats.c.id == bindparam("chat_id")))
 
 
-async def chat_by_thread_chat(conn: AsyncConnection, thread_chat_id: int) -> RowMapping | None:
-    rows = await conn.execute(select(chats).where(chats.c.pachca_thread_chat_id == thread_chat_id))
-    return rows.mappings().first()
-
-
-def visible_chats(flt: ChatFilter) -> ColumnElement[bool]:
-    """The WHERE clause of the chats a viewer may see."""
-    return _visible(tuple(sorted(flt.chat_types)), flt.only_as_participant, flt.viewer_id)
+async def chat_access(tx: Tx, chat_id: int) -> list[Row]:
+    """The chat joined with its participants (one row each; one row with nulls if none)."""
+    return await tx.rows(CHAT_ACCESS, {"chat_id": chat_id})
 
 
 def _visible(
     chat_types: tuple[str, ...], only_as_participant: bool, viewer: Any
 ) -> ColumnElement[bool]:
+    """The WHERE clause of the chats a viewer may see (the policy's scope)."""
     if not chat_types:
         return false()
     clause = chats.c.type.in_(chat_types)
@@ -213,15 +216,21 @@ def _visible(
     return clause
 
 
-async def visible_chat_ids(conn: AsyncConnection, flt: ChatFilter) -> list[int]:
-    rows = await conn.execute(select(chats.c.id).where(visible_chats(flt)).order_by(chats.c.id))
-    return list(rows.scalars())
+@cache
+def _visible_ids(chat_types: tuple[str, ...], only_as_participant: bool) -> Prepared:
+    visible = _visible(chat_types, only_as_participant, bindparam("viewer"))
+    return prepared(select(chats.c.id).where(visible).order_by(chats.c.id))
+
+
+async def visible_chat_ids(tx: Tx, flt: ChatFilter) -> list[int]:
+    stmt = _visible_ids(tuple(sorted(flt.chat_types)), flt.only_as_participant)
+    return [r["id"] for r in await tx.rows(stmt, {"viewer": flt.viewer_id})]
 
 
 @cache
 def _chat_list(
     chat_types: tuple[str, ...] | None, only_as_participant: bool, by_ids: bool, by_enrollment: bool
-) -> Select[Any]:
+) -> Prepared:
     """The chat list statement for one shape of filter, built once (building it per request
     cost more than running it). Values come as bind parameters: viewer, chat_ids,
     enrollment_id."""
@@ -248,7 +257,7 @@ def _chat_list(
         )
         .scalar_subquery()
     )
-    return (
+    return prepared(
         select(
             chats,
             unread.label("unread_count"),
@@ -264,7 +273,7 @@ def _chat_list(
     )
 
 
-_PEOPLE = (  # the participants of a set of chats, built once
+_PEOPLE = prepared(  # the participants of a set of chats
     select(
         participants.c.chat_id,
         participants.c.role,
@@ -280,7 +289,7 @@ _PEOPLE = (  # the participants of a set of chats, built once
 
 
 async def load_chats(
-    conn: AsyncConnection,
+    tx: Tx,
     viewer_id: str,
     *,
     flt: ChatFilter | None = None,
@@ -305,7 +314,7 @@ async def load_chats(
         params["enrollment_id"] = enrollment_id
     records: list[ChatRecord] = []
     by_id: dict[int, ChatRecord] = {}
-    for row in (await conn.execute(stmt, params)).mappings():
+    for row in await tx.rows(stmt, params):
         record = ChatRecord(chat=row, unread_count=row["unread_count"])
         if row["m_id"] is not None:
             record.last_message = row
@@ -314,30 +323,39 @@ async def load_chats(
     if not records:
         return records
 
-    people = await conn.execute(_PEOPLE, {"chat_ids": list(by_id)})
-    grouped: dict[int, list[RowMapping]] = defaultdict(list)
-    for p in people.mappings():
+    grouped: dict[int, list[Row]] = defaultdict(list)
+    for p in await tx.rows(_PEOPLE, {"chat_ids": list(by_id)}):
         grouped[p["chat_id"]].append(p)
     for chat_id, rows in grouped.items():
         by_id[chat_id].participants = rows
     return records
 
 
+# The values given besides ``chat_id`` are the columns set.
+_SET_CHAT = prepared(update(chats).where(chats.c.id == bindparam("chat_id")))
+
+
 async def set_last_message(
-    conn: AsyncConnection, chat_id: int, message_id: int | None, at: datetime | None
+    tx: Tx, chat_id: int, message_id: int | None, at: datetime | None
 ) -> None:
+    """Make ``message_id`` the chat's last message (None: it has none), its activity time
+    ``at`` (None: unchanged)."""
     values: dict[str, Any] = {"last_message_id": message_id}
     if at is not None:
         values["last_activity_at"] = at
-    await conn.execute(update(chats).where(chats.c.id == chat_id).values(**values))
+    await tx.run(_SET_CHAT, {**values, "chat_id": chat_id})
 
 
-async def partner_chats(conn: AsyncConnection, user_id: str) -> list[int]:
-    """Chats where the user takes part as teacher or tutor (the ones mirrored to Pachca
-    threads they must be a member of)."""
-    rows = await conn.execute(
-        select(participants.c.chat_id).where(
-            participants.c.user_id == user_id, participants.c.role.in_(["teacher", "tutor"])
-        )
+_PARTNER_CHATS = prepared(
+    select(participants.c.chat_id).where(
+        participants.c.user_id == bindparam("user_id"),
+        participants.c.role.in_(bindparam("roles", expanding=True)),
     )
-    return list(rows.scalars())
+)
+
+
+async def partner_chats(tx: Tx, user_id: str, roles: Sequence[str]) -> list[int]:
+    """Chats where the user takes part in one of ``roles`` (the policy's partner roles: the
+    chats mirrored to Pachca threads they must be a member of)."""
+    rows = await tx.rows(_PARTNER_CHATS, {"user_id": user_id, "roles": list(roles)})
+    return [r["chat_id"] for r in rows]

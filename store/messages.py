@@ -4,82 +4,83 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, bindparam, func, select, true, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Select, bindparam, func, select, true, update
 
 from store.models import Message, User
+from store.tx import Row, Tx, prepared
 
 messages = Message.__table__
 users = User.__table__
 
-_with_sender = select(
+WITH_SENDER = select(
     messages,
     users.c.name.label("sender_name"),
     users.c.role.label("sender_role"),
 ).join(users, users.c.id == messages.c.sender_id)
 
+# Every posted or relayed message: its columns are the names of the values given.
+INSERT_MESSAGE = prepared(messages.insert().returning(messages.c.id))
+_GET = prepared(
+    WITH_SENDER.where(messages.c.id == bindparam("message_id"), messages.c.deleted_at.is_(None))
+)
+_BY_CLIENT_ID = prepared(
+    WITH_SENDER.where(
+        messages.c.sender_id == bindparam("sender_id"),
+        messages.c.client_id == bindparam("client_id"),
+    )
+)
+_LIVE_IN_CHAT = prepared(
+    select(messages.c.id).where(
+        messages.c.id == bindparam("message_id"),
+        messages.c.chat_id == bindparam("chat_id"),
+        messages.c.deleted_at.is_(None),
+    )
+)
+# The values given besides ``message_id`` are the columns set.
+_UPDATE = prepared(update(messages).where(messages.c.id == bindparam("message_id")))
+_NEWEST_LIVE = prepared(
+    select(messages.c.id, messages.c.created_at)
+    .where(messages.c.chat_id == bindparam("chat_id"), messages.c.deleted_at.is_(None))
+    .order_by(messages.c.id.desc())
+    .limit(1)
+)
 
-_INSERT = messages.insert().returning(messages.c.id)  # built once: a hot path
+
+async def insert_message(tx: Tx, values: dict[str, Any]) -> int:
+    """Insert a message (``values``: its columns); its id."""
+    message_id: int = await tx.value(INSERT_MESSAGE, values)
+    return message_id
 
 
-async def insert_message(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    result = await conn.execute(_INSERT, values)
-    return result.scalar_one()
-
-
-async def get_message(conn: AsyncConnection, message_id: int) -> RowMapping | None:
+async def get_message(tx: Tx, message_id: int) -> Row | None:
     """A live (not deleted) message with its sender's name and role."""
-    rows = await conn.execute(
-        _with_sender.where(messages.c.id == message_id, messages.c.deleted_at.is_(None))
-    )
-    return rows.mappings().first()
+    return await tx.first(_GET, {"message_id": message_id})
 
 
-async def by_client_id(conn: AsyncConnection, sender_id: str, client_id: str) -> RowMapping | None:
-    rows = await conn.execute(
-        _with_sender.where(messages.c.sender_id == sender_id, messages.c.client_id == client_id)
-    )
-    return rows.mappings().first()
+async def by_client_id(tx: Tx, sender_id: str, client_id: str) -> Row | None:
+    return await tx.first(_BY_CLIENT_ID, {"sender_id": sender_id, "client_id": client_id})
 
 
-async def by_pachca_id(conn: AsyncConnection, pachca_message_id: int) -> RowMapping | None:
-    rows = await conn.execute(_with_sender.where(messages.c.pachca_message_id == pachca_message_id))
-    return rows.mappings().first()
+async def is_live_in_chat(tx: Tx, message_id: int, chat_id: int) -> bool:
+    return await tx.first(_LIVE_IN_CHAT, {"message_id": message_id, "chat_id": chat_id}) is not None
 
 
-async def is_live_in_chat(conn: AsyncConnection, message_id: int, chat_id: int) -> bool:
-    rows = await conn.execute(
-        select(messages.c.id).where(
-            messages.c.id == message_id,
-            messages.c.chat_id == chat_id,
-            messages.c.deleted_at.is_(None),
-        )
-    )
-    return rows.first() is not None
+async def update_message(tx: Tx, message_id: int, values: dict[str, Any]) -> None:
+    await tx.run(_UPDATE, {**values, "message_id": message_id})
 
 
-async def update_message(conn: AsyncConnection, message_id: int, values: dict[str, Any]) -> None:
-    await conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
-
-
-async def newest_live(conn: AsyncConnection, chat_id: int) -> RowMapping | None:
-    rows = await conn.execute(
-        select(messages.c.id, messages.c.created_at)
-        .where(messages.c.chat_id == chat_id, messages.c.deleted_at.is_(None))
-        .order_by(messages.c.id.desc())
-        .limit(1)
-    )
-    return rows.mappings().first()
+async def newest_live(tx: Tx, chat_id: int) -> Row | None:
+    return await tx.first(_NEWEST_LIVE, {"chat_id": chat_id})
 
 
 async def page(
-    conn: AsyncConnection,
+    tx: Tx,
     chat_id: int,
     *,
     limit: int,
     offset: int,
     before_id: int | None = None,
-) -> tuple[list[RowMapping], int]:
+) -> tuple[list[Row], int]:
     """One page, oldest first, and the chat's total of live messages: always one query.
 
     The page's ids are outer-joined to the one-row count, so an empty page (an empty chat,
@@ -91,7 +92,7 @@ async def page(
     else:
         params["before_id"] = before_id
     stmt = _PAGE_BEFORE if before_id is not None else _PAGE
-    rows = list((await conn.execute(stmt, params)).mappings())
+    rows = await tx.rows(stmt, params)
     return [r for r in rows if r["id"] is not None], rows[0]["total"]
 
 
@@ -125,6 +126,5 @@ def _page_statement(before: bool) -> Select[Any]:
     )
 
 
-# Built once: building them per request cost more than running them.
-_PAGE = _page_statement(before=False)
-_PAGE_BEFORE = _page_statement(before=True)
+_PAGE = prepared(_page_statement(before=False))
+_PAGE_BEFORE = prepared(_page_statement(before=True))

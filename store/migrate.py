@@ -1,19 +1,42 @@
-"""Schema migrations: bring the database to the newest revision, and tell whether it is there."""
+"""Schema migrations: bring the database to the newest revision, and tell whether it is there.
+
+Alembic runs on a SQLAlchemy engine made for the migration and disposed after it: the only
+place the store still uses SQLAlchemy's engine. SQLite connections of that engine get the same
+pragmas as the service's own (foreign keys on: the migrations are written for that).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 
-from store.db import Database
+from store.db import Database, keep_private
+from store.sqlite import pragmas
+from store.tx import prepared
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"
+
+T = TypeVar("T")
+
+_HAS_VERSION_TABLE = prepared(
+    lambda dialect: text(
+        "SELECT to_regclass('alembic_version') IS NOT NULL"
+        if dialect == "postgresql"
+        else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    )
+)
+_VERSION = prepared(text(f"SELECT version_num FROM {VERSION_TABLE}"))
 
 
 def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
@@ -29,6 +52,29 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+@asynccontextmanager
+async def _engine_connection(db: Database) -> AsyncIterator[AsyncConnection]:
+    if db.is_sqlite:
+        keep_private(db.url.database or "")
+    engine = create_async_engine(db.url, poolclass=NullPool, connect_args=db.connect_args)
+    if db.is_sqlite:
+        event.listen(engine.sync_engine, "connect", lambda conn, _record: pragmas(conn))
+    try:
+        async with engine.connect() as conn:
+            yield conn
+    finally:
+        await engine.dispose()
+
+
+async def run_sync(db: Database, fn: Callable[[Connection], T]) -> T:
+    """Run ``fn`` on a SQLAlchemy connection of a short-lived engine, then commit: migrations,
+    and schema inspection in tests."""
+    async with _engine_connection(db) as conn:
+        result = await conn.run_sync(fn)
+        await conn.commit()
+    return result
+
+
 async def upgrade(db: Database, revision: str = "head") -> None:
     """Apply every migration not yet applied (each in its own transaction), up to
     ``revision`` (tests start from an older schema with it)."""
@@ -36,9 +82,7 @@ async def upgrade(db: Database, revision: str = "head") -> None:
     def run(connection: Connection) -> None:
         command.upgrade(_alembic_config(connection), revision)
 
-    async with db.connect() as conn:
-        await conn.run_sync(run)
-        await conn.commit()
+    await run_sync(db, run)
 
 
 async def downgrade(db: Database, revision: str) -> None:
@@ -47,17 +91,17 @@ async def downgrade(db: Database, revision: str) -> None:
     def run(connection: Connection) -> None:
         command.downgrade(_alembic_config(connection), revision)
 
-    async with db.connect() as conn:
-        await conn.run_sync(run)
-        await conn.commit()
+    await run_sync(db, run)
 
 
 async def current_revision(db: Database) -> str | None:
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
-
-    async with db.connect() as conn:
-        return await conn.run_sync(read)
+    """The schema's revision (None: never migrated), read through the service's own
+    connections: /readyz asks it of the database the service uses."""
+    async with db.read() as tx:
+        if not await tx.value(_HAS_VERSION_TABLE):
+            return None
+        value: Any = await tx.value(_VERSION)
+        return value
 
 
 async def is_current(db: Database) -> bool:

@@ -1,7 +1,8 @@
 """The schema. Every table the bridge keeps, typed with SQLAlchemy 2 ``Mapped[...]``.
 
-Queries run as Core statements over these tables (see queries.py); the ORM classes are the
-single description of the schema that Alembic migrations are checked against.
+Queries run as Core statements over these tables (the other store modules, run by
+store/tx.py); the ORM classes are the single description of the schema that Alembic migrations
+are checked against.
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ class LinkCode(Base):
 
 class LinkFailure(Base):
     """A ``/link`` that did not link, kept a while: too many of them block the sender's
-    ``/link`` for a time (bridge/linking.py)."""
+    ``/link`` for a time (bridge/forum/linking.py)."""
 
     __tablename__ = "link_failures"
     __table_args__ = (Index(None, "pachca_user_id", "failed_at"),)

@@ -8,27 +8,23 @@ every time still reaches the dead-letter limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    RowMapping,
     and_,
     any_,
     bindparam,
     case,
     delete,
-    event,
     func,
     or_,
     select,
     update,
 )
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from store.models import OutboxJob
+from store.tx import Row, Tx, prepared
 
 outbox = OutboxJob.__table__
 
@@ -38,8 +34,9 @@ STATUSES = (PENDING, DONE, DEAD)
 # An attempt handed back (never below zero, in SQL both dialects speak).
 _one_attempt_less = case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0)
 
-# Set on a connection whose transaction made a job due, so its commit can wake the worker.
-_DUE_FLAG = "outbox_job_due"
+# The commit signal of a transaction that made a job due: the outbox worker subscribes to
+# it (Database.on_signal), so it starts at once without anyone calling it from the request path.
+OUTBOX_DUE = "outbox_due"
 
 
 def chat_lane(chat_id: int) -> str:
@@ -60,33 +57,11 @@ def _lane(chat_id: int | None, lane: str | None) -> str:
     return lane
 
 
-def new_job(
-    kind: str,
-    payload: dict[str, Any],
-    *,
-    chat_id: int | None,
-    now: datetime,
-    lane: str | None = None,
-    message_id: int | None = None,
-) -> dict[str, Any]:
-    """The row of a pending job, due now (for writers that insert it themselves). Its lane is
-    its forum chat's, else ``lane`` (required then)."""
-    return {
-        "chat_id": chat_id,
-        "lane": _lane(chat_id, lane),
-        "message_id": message_id,
-        "kind": kind,
-        "payload": payload,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+_INSERT = prepared(outbox.insert())
 
 
 async def enqueue(
-    conn: AsyncConnection,
+    tx: Tx,
     kind: str,
     payload: dict[str, Any],
     *,
@@ -95,16 +70,39 @@ async def enqueue(
     lane: str | None = None,
     message_id: int | None = None,
 ) -> None:
-    await conn.execute(
-        outbox.insert().values(
-            new_job(kind, payload, chat_id=chat_id, now=now, lane=lane, message_id=message_id)
-        )
+    """Queue a job, due now. Its lane is its forum chat's, else ``lane`` (required then)."""
+    await tx.run(
+        _INSERT,
+        {
+            "chat_id": chat_id,
+            "lane": _lane(chat_id, lane),
+            "message_id": message_id,
+            "kind": kind,
+            "payload": payload,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    conn.info[_DUE_FLAG] = True
+    tx.signal(OUTBOX_DUE)
+
+
+_JOIN_WAITING = prepared(
+    update(outbox)
+    .where(
+        outbox.c.message_id == bindparam("for_message"),
+        outbox.c.kind == bindparam("for_kind"),
+        outbox.c.status == PENDING,
+        outbox.c.lease_until.is_(None),
+    )
+    .values(updated_at=bindparam("now"))
+)
 
 
 async def enqueue_unless_waiting(
-    conn: AsyncConnection,
+    tx: Tx,
     kind: str,
     payload: dict[str, Any],
     *,
@@ -121,43 +119,11 @@ async def enqueue_unless_waiting(
     makes this wait and then see the lease, so no change is left behind a job that already
     read the message.
     """
-    joined = await conn.execute(
-        update(outbox)
-        .where(
-            outbox.c.message_id == message_id,
-            outbox.c.kind == kind,
-            outbox.c.status == PENDING,
-            outbox.c.lease_until.is_(None),
-        )
-        .values(updated_at=now)
-    )
-    if joined.rowcount > 0:
+    joined = await tx.run(_JOIN_WAITING, {"for_message": message_id, "for_kind": kind, "now": now})
+    if joined > 0:
         return False
-    await enqueue(conn, kind, payload, chat_id=chat_id, now=now, message_id=message_id)
+    await enqueue(tx, kind, payload, chat_id=chat_id, now=now, message_id=message_id)
     return True
-
-
-def on_commit_of_due_jobs(engine: AsyncEngine, callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback`` after each commit that enqueued (or re-queued) a job; returns a
-    function that stops it. Lets the worker start at once without anyone calling it from the
-    request path."""
-
-    def committed(conn: Connection) -> None:
-        if conn.info.pop(_DUE_FLAG, False):
-            callback()
-
-    def rolled_back(conn: Connection) -> None:
-        conn.info.pop(_DUE_FLAG, None)
-
-    target = engine.sync_engine
-    event.listen(target, "commit", committed)
-    event.listen(target, "rollback", rolled_back)
-
-    def remove() -> None:
-        event.remove(target, "commit", committed)
-        event.remove(target, "rollback", rolled_back)
-
-    return remove
 
 
 # What a lane head carries: enough to tell whether it may run now.
@@ -247,12 +213,10 @@ def _claim_statement(dialect: str) -> Any:
     )
 
 
-_CLAIM = {dialect: _claim_statement(dialect) for dialect in ("postgresql", "sqlite")}
+_CLAIM = prepared(_claim_statement)
 
 
-async def claim(
-    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
-) -> list[RowMapping]:
+async def claim(tx: Tx, *, now: datetime, lease_until: datetime, limit: int) -> list[Row]:
     """Lease up to ``limit`` claimable jobs, counting an attempt on each.
 
     At most one job per lane (its head), lanes taken by the age of their head, oldest
@@ -264,23 +228,41 @@ async def claim(
     (the dialect renders no locking clause).
     """
     params = {"now": now, "lease_until": lease_until, "limit": limit}
-    rows = list((await conn.execute(_CLAIM[conn.dialect.name], params)).mappings())
+    rows = await tx.rows(_CLAIM, params)
     rows.sort(key=lambda r: r["id"])
     return rows
 
 
-async def complete(conn: AsyncConnection, job_id: int, *, now: datetime) -> bool:
+# The values given besides ``job_id`` are the columns set, on a job still pending.
+_SET_PENDING = prepared(
+    update(outbox).where(outbox.c.id == bindparam("job_id"), outbox.c.status == PENDING)
+)
+
+
+async def complete(tx: Tx, job_id: int, *, now: datetime) -> bool:
     """Mark a job done; False when it is gone (its chat was deleted) or no longer pending."""
-    result = await conn.execute(
-        update(outbox)
-        .where(outbox.c.id == job_id, outbox.c.status == PENDING)
-        .values(status=DONE, lease_until=None, last_error=None, updated_at=now)
+    changed = await tx.run(
+        _SET_PENDING,
+        {
+            "status": DONE,
+            "lease_until": None,
+            "last_error": None,
+            "updated_at": now,
+            "job_id": job_id,
+        },
     )
-    return result.rowcount > 0
+    return changed > 0
+
+
+_REFUND = prepared(
+    update(outbox)
+    .where(outbox.c.id == bindparam("job_id"), outbox.c.status == PENDING)
+    .values(attempts=_one_attempt_less)
+)
 
 
 async def reschedule(
-    conn: AsyncConnection,
+    tx: Tx,
     job_id: int,
     *,
     next_attempt_at: datetime,
@@ -295,48 +277,48 @@ async def reschedule(
         "next_attempt_at": next_attempt_at,
         "last_error": error,
         "updated_at": now,
+        "job_id": job_id,
     }
-    if refund_attempt:
-        values["attempts"] = _one_attempt_less
-    await conn.execute(
-        update(outbox).where(outbox.c.id == job_id, outbox.c.status == PENDING).values(**values)
-    )
+    await tx.run(_REFUND if refund_attempt else _SET_PENDING, values)
 
 
-async def bury(conn: AsyncConnection, job_id: int, *, error: str, now: datetime) -> None:
+async def bury(tx: Tx, job_id: int, *, error: str, now: datetime) -> None:
     """Dead-letter a job: kept, visible to admins, retryable by hand."""
-    await conn.execute(
-        update(outbox)
-        .where(outbox.c.id == job_id, outbox.c.status == PENDING)
-        .values(status=DEAD, lease_until=None, last_error=error, updated_at=now)
+    await tx.run(
+        _SET_PENDING,
+        {
+            "status": DEAD,
+            "lease_until": None,
+            "last_error": error,
+            "updated_at": now,
+            "job_id": job_id,
+        },
     )
 
 
-async def release(conn: AsyncConnection, job_ids: list[int], *, now: datetime) -> None:
+async def release(tx: Tx, job_ids: list[int], *, now: datetime) -> None:
     """Give back leases of jobs stopped mid-run (a shutdown): due again at once, and the
     interrupted run does not count."""
     if not job_ids:
         return
-    await conn.execute(
+    await tx.run(
         update(outbox)
         .where(outbox.c.id.in_(job_ids), outbox.c.status == PENDING)
         .values(lease_until=None, next_attempt_at=now, attempts=_one_attempt_less, updated_at=now)
     )
-    conn.info[_DUE_FLAG] = True
+    tx.signal(OUTBOX_DUE)
 
 
-async def note_waiting(conn: AsyncConnection, reason: str, *, after_id: int, now: datetime) -> int:
+async def note_waiting(tx: Tx, reason: str, *, after_id: int, now: datetime) -> int:
     """Record why pending jobs are not being attempted (Pachca disabled, no token) on those
     with an id above ``after_id``; returns the highest pending id, to pass next time, so
     repeated calls touch only new jobs."""
-    highest = (
-        await conn.execute(
-            select(func.max(outbox.c.id)).where(outbox.c.status == PENDING, outbox.c.id > after_id)
-        )
-    ).scalar()
+    highest = await tx.value(
+        select(func.max(outbox.c.id)).where(outbox.c.status == PENDING, outbox.c.id > after_id)
+    )
     if highest is None:
         return after_id
-    await conn.execute(
+    await tx.run(
         update(outbox)
         .where(
             outbox.c.status == PENDING,
@@ -346,13 +328,14 @@ async def note_waiting(conn: AsyncConnection, reason: str, *, after_id: int, now
         )
         .values(last_error=reason, updated_at=now)
     )
-    return highest
+    highest_id: int = highest
+    return highest_id
 
 
-async def expire_leases(conn: AsyncConnection, *, now: datetime) -> int:
+async def expire_leases(tx: Tx, *, now: datetime) -> int:
     """Clear leases that ran out (their worker died or hung) so the jobs show as waiting;
     the number cleared. Claims already ignore expired leases; this makes them visible."""
-    result = await conn.execute(
+    cleared = await tx.run(
         update(outbox)
         .where(outbox.c.status == PENDING, outbox.c.lease_until <= now)
         .values(
@@ -361,56 +344,50 @@ async def expire_leases(conn: AsyncConnection, *, now: datetime) -> int:
             updated_at=now,
         )
     )
-    if result.rowcount:
-        conn.info[_DUE_FLAG] = True
-    return result.rowcount
+    if cleared:
+        tx.signal(OUTBOX_DUE)
+    return cleared
 
 
-async def prune_done(conn: AsyncConnection, cutoff: datetime) -> int:
+async def prune_done(tx: Tx, cutoff: datetime) -> int:
     """Delete jobs done before ``cutoff``; dead ones stay until someone deals with them."""
-    result = await conn.execute(
-        delete(outbox).where(outbox.c.status == DONE, outbox.c.updated_at < cutoff)
-    )
-    return result.rowcount
+    return await tx.run(delete(outbox).where(outbox.c.status == DONE, outbox.c.updated_at < cutoff))
 
 
-async def get_job(conn: AsyncConnection, job_id: int) -> RowMapping | None:
-    rows = await conn.execute(select(outbox).where(outbox.c.id == job_id))
-    return rows.mappings().first()
+async def get_job(tx: Tx, job_id: int) -> Row | None:
+    return await tx.first(select(outbox).where(outbox.c.id == job_id))
 
 
-async def list_jobs(
-    conn: AsyncConnection, status: str, *, limit: int, after_id: int = 0
-) -> list[RowMapping]:
+async def list_jobs(tx: Tx, status: str, *, limit: int, after_id: int = 0) -> list[Row]:
     """Jobs of one status in id order (the order they run in), after ``after_id``."""
-    rows = await conn.execute(
+    return await tx.rows(
         select(outbox)
         .where(outbox.c.status == status, outbox.c.id > after_id)
         .order_by(outbox.c.id)
         .limit(limit)
     )
-    return list(rows.mappings())
 
 
-async def retry(conn: AsyncConnection, job_id: int, *, now: datetime) -> RowMapping | None:
+async def retry(tx: Tx, job_id: int, *, now: datetime) -> Row | None:
     """Put a dead (or waiting) job back in the queue, due now, with a fresh attempt budget.
     None when there is no such job or it is done. A lease is left alone: a job being run
     stays its worker's."""
-    result = await conn.execute(
+    row = await tx.first(
         update(outbox)
         .where(outbox.c.id == job_id, outbox.c.status.in_([PENDING, DEAD]))
         .values(status=PENDING, attempts=0, next_attempt_at=now, updated_at=now)
         .returning(*outbox.c)
     )
-    row = result.mappings().first()
     if row is not None:
-        conn.info[_DUE_FLAG] = True
+        tx.signal(OUTBOX_DUE)
     return row
 
 
-async def depth(conn: AsyncConnection) -> dict[str, int]:
+async def depth(tx: Tx) -> dict[str, int]:
     """Jobs per status (every status present, zero when none)."""
-    rows = await conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
+    rows = await tx.rows(
+        select(outbox.c.status, func.count().label("jobs")).group_by(outbox.c.status)
+    )
     counts = dict.fromkeys(STATUSES, 0)
-    counts.update({status: n for status, n in rows})
+    counts.update({r["status"]: r["jobs"] for r in rows})
     return counts

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from bridge.config import Config, parse_config
 from handlers.app import create_app
@@ -35,19 +35,19 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
     """An empty database of its own for each test."""
     if not PG_URL:
-        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}", pool_timeout=10)
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}")
         yield db
         await db.dispose()
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = Database(PG_URL)
-    async with admin.write() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    async with admin.write() as tx:
+        await tx.run(text(f'CREATE SCHEMA "{schema}"'))
     db = Database(PG_URL, connect_args={"server_settings": {"search_path": schema}})
     yield db
     await db.dispose()
-    async with admin.write() as conn:
-        await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    async with admin.write() as tx:
+        await tx.run(text(f'DROP SCHEMA "{schema}" CASCADE'))
     await admin.dispose()
 
 
@@ -87,7 +87,7 @@ class QueryCounter:
     def __init__(self) -> None:
         self.statements: list[str] = []
 
-    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def __call__(self, statement: str, _args: Any) -> None:
         self.statements.append(statement)
 
     @property
@@ -99,13 +99,15 @@ class QueryCounter:
 
 
 @pytest.fixture
-def count_queries(database: Database) -> Callable[[], QueryCounter]:
-    """Count SQL statements the app sends (BEGIN/COMMIT are not statements here)."""
+def count_queries(database: Database) -> Iterator[Callable[[], QueryCounter]]:
+    """Count SQL statements the app sends to the driver (BEGIN/COMMIT/SAVEPOINT are not
+    statements here), on either database: the store's statement hook sees every one."""
     counter = QueryCounter()
-    event.listen(database.engine.sync_engine, "before_cursor_execute", counter)
+    stop = database.on_statement(counter)
 
     def start() -> QueryCounter:
         counter.reset()
         return counter
 
-    return start
+    yield start
+    stop()

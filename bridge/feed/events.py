@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store import log
-from store.db import Database
+from store import events as event_log
+from store.tx import Tx
 
 MESSAGE_CREATED = "message.created"
 MESSAGE_UPDATED = "message.updated"
@@ -73,12 +72,9 @@ def encode(type: str, chat_id: int, body: dict[str, Any]) -> bytes:
 class EventLog:
     """Appends events within a caller's transaction."""
 
-    def __init__(self, db: Database):
-        self.db = db
-
     async def append(
         self,
-        conn: AsyncConnection,
+        conn: Tx,
         type: str,
         chat_id: int,
         body: dict[str, Any],
@@ -87,12 +83,11 @@ class EventLog:
         audience: Iterable[str] | None = None,
         chat: ChatMeta | None = None,
     ) -> FeedEvent:
-        """Append one event. Call it last in the transaction: on PostgreSQL it takes the
-        event-log lock, held until commit."""
-        await self.db.lock_event_log(conn)
+        """Append one event, serialised once. Call it last in the transaction: on PostgreSQL
+        the append takes the event-log lock, held until commit (store/events.py)."""
         payload = encode(type, chat_id, body)
         audience_set = frozenset(audience) if audience is not None else None
-        event_id = await log.append(
+        event_id = await event_log.append(
             conn,
             chat_id=chat_id,
             type=type,

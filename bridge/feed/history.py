@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge.feed.events import FeedEvent, event_from_log, frame_from_log
 from bridge.runtime import Runtime
-from store import log
+from store import events as event_log
 
 
 class History:
@@ -15,7 +15,7 @@ class History:
         """``{"events": [...], "last_event_id": N}`` as JSON bytes, built from the stored
         frames without decoding them."""
         async with self.rt.db.read() as conn:
-            rows = await log.after(conn, since, limit=limit)
+            rows = await event_log.after(conn, since, limit=limit)
         frames = [frame_from_log(r["id"], r["payload"]) for r in rows]
         last = rows[-1]["id"] if rows else since
         return b'{"events":[%s],"last_event_id":%d}' % (b",".join(frames), last)
@@ -27,12 +27,12 @@ class History:
         ``chat_ids=None``), or None when history after ``since`` has been pruned (the client
         must reset)."""
         async with self.rt.db.read() as conn:
-            if since < await log.pruned_through(conn):
+            if since < await event_log.pruned_through(conn):
                 return None
             if chat_ids is None:
-                rows = await log.after(conn, since, limit=limit)
+                rows = await event_log.after(conn, since, limit=limit)
             else:
-                rows = await log.for_viewer(
+                rows = await event_log.for_viewer(
                     conn, since, limit=limit, chat_ids=chat_ids, user_id=user_id
                 )
         # Replayed events go straight to the socket: their audience is not needed.

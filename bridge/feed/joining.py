@@ -16,7 +16,8 @@ from bridge.feed.connection import Conn
 from bridge.forum import views
 from bridge.forum.chats import chat_filter
 from bridge.runtime import Runtime
-from store import forum, log
+from store import events as event_log
+from store import forum
 
 if TYPE_CHECKING:
     from bridge.feed.hub import Hub
@@ -54,7 +55,7 @@ class Joining:
 
         flt = chat_filter(conn.user)
         async with self._rt.db.read() as db:
-            newest = await log.last_id(db)
+            newest = await event_log.last_id(db)
             chat_ids = await forum.visible_chat_ids(db, flt) if flt.chat_types else []
         if since is not None:
             await self._replay(conn, since, newest, chat_ids)

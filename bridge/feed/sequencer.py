@@ -19,11 +19,12 @@ import contextlib
 from collections.abc import Callable
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.feed.events import CHAT_CREATED, CHAT_UPDATED, ChatMeta, FeedEvent, event_from_log
-from store import forum, log
+from store import events as event_log
+from store import forum
 from store.db import Database
+from store.tx import Tx
 
 logger = structlog.get_logger("bridge.feed")
 
@@ -41,7 +42,7 @@ async def load_events(
     so chat events read back re-decide visibility like live ones (from the chat as it is now;
     a chat deleted since has none and reaches only its current subscribers)."""
     async with db.read() as conn:
-        rows = await log.after(conn, after, limit=limit)
+        rows = await event_log.after(conn, after, limit=limit)
         if through is not None:
             rows = [r for r in rows if r["id"] <= through]
         if not rows:
@@ -49,7 +50,7 @@ async def load_events(
         metas = await _chat_metas(
             conn, {r["chat_id"] for r in rows if r["type"] in (CHAT_CREATED, CHAT_UPDATED)}
         )
-        audiences = await log.audiences_between(conn, after, rows[-1]["id"])
+        audiences = await event_log.audiences_between(conn, after, rows[-1]["id"])
     return [
         event_from_log(
             r,
@@ -60,7 +61,7 @@ async def load_events(
     ]
 
 
-async def _chat_metas(conn: AsyncConnection, chat_ids: set[int]) -> dict[int, ChatMeta]:
+async def _chat_metas(conn: Tx, chat_ids: set[int]) -> dict[int, ChatMeta]:
     metas = {}
     for chat_id in sorted(chat_ids):  # gap fills are rare and small: a query per chat is fine
         rows = await forum.chat_access(conn, chat_id)
@@ -72,7 +73,7 @@ async def _chat_metas(conn: AsyncConnection, chat_ids: set[int]) -> dict[int, Ch
 
 async def head(db: Database) -> int:
     async with db.read() as conn:
-        return await log.last_id(conn)
+        return await event_log.last_id(conn)
 
 
 class Sequencer:

@@ -6,8 +6,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from bridge import policy
 from bridge.auth import Principal
 from bridge.errors import Forbidden, InvalidRequest, NotFound
@@ -15,6 +13,7 @@ from bridge.forum import views
 from bridge.runtime import Runtime
 from store import forum
 from store import messages as message_store
+from store.tx import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +55,7 @@ class ChatAccess:
         return policy.can_post(who.role, self.type, self.is_member(who.id))
 
 
-async def load_access(conn: AsyncConnection, chat_id: int) -> ChatAccess:
+async def load_access(conn: Tx, chat_id: int) -> ChatAccess:
     return access_from_rows(await forum.chat_access(conn, chat_id))
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from bridge.errors import NotFound, UnknownUser
 from bridge.feed import events as ev
 from bridge.forum import views
@@ -24,6 +22,7 @@ from bridge.runtime import Runtime, utcnow
 from store import forum
 from store import outbox as outbox_store
 from store import users as user_store
+from store.tx import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ def chat_title(chat_type: str, subject_name: str, student_name: str) -> str:
 
 async def sync_chats(
     rt: Runtime,
-    conn: AsyncConnection,
+    conn: Tx,
     enrollment: Mapping[str, Any],
     student: Mapping[str, Any],
     now: datetime,
@@ -131,7 +130,7 @@ async def sync_chats(
 
 async def chat_events(
     rt: Runtime,
-    conn: AsyncConnection,
+    conn: Tx,
     created: list[int],
     updated: dict[int, set[str] | None],
     now: datetime,
@@ -204,7 +203,7 @@ class Enrollments:
             ]
         await self.rt.publish(events)
 
-    async def _render(self, conn: AsyncConnection, enrollment_id: str) -> dict[str, Any]:
+    async def _render(self, conn: Tx, enrollment_id: str) -> dict[str, Any]:
         row = await forum.get_enrollment(conn, enrollment_id)
         if row is None:
             raise NotFound("no such enrollment")

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from bridge.forum import link_codes
 from bridge.forum.users import enqueue_membership
 from store import users as user_store
+from store.tx import Tx
 
 MAX_WRONG_CODES = 5
 WRONG_CODE_WINDOW = timedelta(minutes=15)
@@ -43,9 +42,7 @@ class LinkResult:
     blocked_until: datetime | None = None
 
 
-async def link_account(
-    conn: AsyncConnection, code: str, pachca_user_id: int, now: datetime
-) -> LinkResult:
+async def link_account(conn: Tx, code: str, pachca_user_id: int, now: datetime) -> LinkResult:
     """Spend ``code`` and tie ``pachca_user_id`` to its owner, in the caller's transaction -
     unless that Pachca user is blocked for wrong codes. A code that links nothing counts
     as a wrong one, and the one that reaches the limit says so (``blocked_until``).
@@ -66,9 +63,7 @@ async def link_account(
     return LinkResult(result.status, blocked_until=until) if until is not None else result
 
 
-async def blocked_until(
-    conn: AsyncConnection, pachca_user_id: int, now: datetime
-) -> datetime | None:
+async def blocked_until(conn: Tx, pachca_user_id: int, now: datetime) -> datetime | None:
     """When the user's /link block ends, or None when they are not blocked.
 
     Blocked: the latest ``MAX_WRONG_CODES`` wrong codes came within ``WRONG_CODE_WINDOW`` of
@@ -82,9 +77,7 @@ async def blocked_until(
     return until if now < until else None
 
 
-async def _spend(
-    conn: AsyncConnection, typed: str, pachca_user_id: int, now: datetime
-) -> LinkResult:
+async def _spend(conn: Tx, typed: str, pachca_user_id: int, now: datetime) -> LinkResult:
     code = link_codes.normalise(typed)
     if code is None:
         return LinkResult(LinkStatus.UNKNOWN)

@@ -1,5 +1,6 @@
 """Writing messages and read marks (docs/api.md): one short transaction each, holding
-the change, its feed event and its outbox job, published after commit."""
+the change, its feed event and its outbox job, published after commit. ``add_message`` is the
+one writer of new messages, shared with the Pachca relay."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from bridge.auth import Principal
 from bridge.errors import ChatInactive, Forbidden, InvalidContent, InvalidRequest, NotFound
 from bridge.feed import events as ev
 from bridge.forum import views
-from bridge.forum.chats import ChatAccess, access_from_rows, load_access, require_view
+from bridge.forum.chats import ChatAccess, load_access, require_view
 from bridge.forum.inputs import MAX_CONTENT_CHARS, MessageEdit, NewMessage, ReadMark
 from bridge.pachca.jobs import DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE
 from bridge.runtime import Runtime, utcnow
 from store import forum
 from store import messages as message_store
 from store import outbox as outbox_store
-from store.hotpath import Conflict
+from store.errors import Conflict
+from store.tx import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,52 +39,45 @@ def check_content(content: str) -> None:
         raise InvalidContent("content must not contain NUL characters")
 
 
-async def write_new_message(
+async def add_message(
     rt: Runtime,
+    tx: Tx,
     row: dict[str, Any],
-    sender: dict[str, Any],
     now: datetime,
     *,
-    outbox: dict[str, Any] | None = None,
-    delivery: dict[str, Any] | None = None,
-    last_at: datetime | None = None,
+    sender_name: str,
+    sender_role: str,
+    last_at: datetime,
+    post_to_pachca: bool,
 ) -> tuple[dict[str, Any], ev.FeedEvent]:
-    """Store a new message (``row``: its columns) with its ``message.created`` event, and an
-    outbox job or a webhook delivery key, in one transaction on the hot path
-    (store/hotpath.py says why). Returns the message object and the event to publish; raises
-    Conflict when a constraint refused it."""
+    """The one writer of new messages, web posts and relayed Pachca messages alike, inside the
+    caller's transaction: insert the message (``row``: its columns), make it the chat's last
+    message (activity at ``last_at``), queue its post to Pachca (``post_to_pachca``: a web
+    message), and append its ``message.created`` event. Returns the message object and the
+    event, to publish after commit; Conflict when a constraint refused it (a repeated
+    client_id or Pachca message id, a chat deleted meanwhile)."""
     chat_id = row["chat_id"]
-    message: dict[str, Any] = {
-        "id": 0,  # known once inserted
-        "chat_id": chat_id,
-        "sender": sender,
-        "content": row["content"],
-        "created_at": views.iso(row["created_at"]),
-        "edited_at": None,
-        "reply_to_id": row.get("reply_to_id"),
-        "source": row["source"],
-        "read_by": [],
-        "client_id": row.get("client_id"),
-    }
-    payload = b""
-
-    def payload_for(message_id: int) -> str:
-        # Serialised once, inside the transaction, when the id is known.
-        nonlocal payload
-        message["id"] = message_id
-        payload = ev.encode(ev.MESSAGE_CREATED, chat_id, {"message": message})
-        return payload.decode()
-
-    _, event_id = await rt.hot.write_post(
-        row,
-        outbox,
-        {"chat_id": chat_id, "type": ev.MESSAGE_CREATED, "created_at": now},
-        payload_for,
-        delivery=delivery,
-        last_at=last_at,
+    message_id = await message_store.insert_message(tx, row)
+    await forum.set_last_message(tx, chat_id, message_id, last_at)
+    if post_to_pachca:
+        await outbox_store.enqueue(
+            tx, POST_MESSAGE, {"message_id": message_id}, chat_id=chat_id, now=now
+        )
+    message = views.message_obj(
+        {
+            **_NEW_MESSAGE,
+            **row,
+            "id": message_id,
+            "sender_name": sender_name,
+            "sender_role": sender_role,
+        }
     )
-    frame = ev.frame_from_log(event_id, payload)
-    return message, ev.FeedEvent(event_id, chat_id, ev.MESSAGE_CREATED, frame)
+    event = await rt.events.append(tx, ev.MESSAGE_CREATED, chat_id, {"message": message}, now)
+    return message, event
+
+
+# The columns a new message's row may leave out.
+_NEW_MESSAGE = {"edited_at": None, "reply_to_id": None, "client_id": None}
 
 
 class MessageWriter:
@@ -91,7 +86,8 @@ class MessageWriter:
 
     async def access_for_posting(self, who: Principal, chat_id: int) -> ChatAccess:
         """Existence (404) and permission (403), before the body is even looked at."""
-        access = access_from_rows(await self.rt.hot.chat_access(chat_id))
+        async with self.rt.db.read() as conn:
+            access = await load_access(conn, chat_id)
         require_view(who, access)
         if not access.can_post(who):
             raise Forbidden("you may not post in this chat")
@@ -107,37 +103,35 @@ class MessageWriter:
         if not access.is_active:
             raise ChatInactive("this chat is read-only")
         self.rt.count_write(who.id)
+        now = utcnow()
         try:
-            message, event = await self._insert(who, access, body)
+            async with self.rt.db.write() as tx:
+                if body.reply_to_id is not None and not await message_store.is_live_in_chat(
+                    tx, body.reply_to_id, access.id
+                ):
+                    raise InvalidRequest("reply_to_id must name a message of this chat")
+                message, event = await add_message(
+                    self.rt,
+                    tx,
+                    {
+                        "chat_id": access.id,
+                        "sender_id": who.id,
+                        "content": body.content,
+                        "created_at": now,
+                        "reply_to_id": body.reply_to_id,
+                        "source": "web",
+                        "client_id": body.client_id,
+                    },
+                    now,
+                    sender_name=who.name,
+                    sender_role=who.role,
+                    last_at=now,
+                    post_to_pachca=True,
+                )
         except Conflict:
             return await self._after_conflict(who, access, body)
-        self.rt.jobs_queued()
         await self.rt.publish([event])
         return Posted(message, created=True)
-
-    async def _insert(
-        self, who: Principal, access: ChatAccess, body: NewMessage
-    ) -> tuple[dict[str, Any], ev.FeedEvent]:
-        now = utcnow()
-        if body.reply_to_id is not None:
-            async with self.rt.db.read() as conn:
-                if not await message_store.is_live_in_chat(conn, body.reply_to_id, access.id):
-                    raise InvalidRequest("reply_to_id must name a message of this chat")
-        return await write_new_message(
-            self.rt,
-            {
-                "chat_id": access.id,
-                "sender_id": who.id,
-                "content": body.content,
-                "created_at": now,
-                "reply_to_id": body.reply_to_id,
-                "source": "web",
-                "client_id": body.client_id,
-            },
-            views.person(who.id, who.name, who.role),
-            now,
-            outbox=outbox_store.new_job(POST_MESSAGE, {}, chat_id=access.id, now=now),
-        )
 
     async def _after_conflict(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
         """The insert hit a constraint: a concurrent post with the same client_id won the
@@ -228,7 +222,7 @@ class MessageWriter:
         async with self.rt.db.read() as conn:
             access = await load_access(conn, chat_id)
         require_view(who, access)
-        if not access.is_member(who.id):
+        if not policy.can_mark_read(who.role, access.type, access.is_member(who.id)):
             raise Forbidden("read marks are kept for the chat's participants only")
         return access
 

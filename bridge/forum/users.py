@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from bridge import policy
 from bridge.errors import InvalidRequest, NotFound, UnknownUser
 from bridge.feed.transport import USER_CHANGED, Control
 from bridge.forum import link_codes, views
@@ -79,7 +80,7 @@ class Users:
 
 async def enqueue_membership(conn: Any, user_id: str, now: Any) -> None:
     """A teacher's or tutor's Pachca account became known: add them to their threads."""
-    for chat_id in await forum.partner_chats(conn, user_id):
+    for chat_id in await forum.partner_chats(conn, user_id, policy.PARTNER_ROLES):
         await outbox_store.enqueue(
             conn, ADD_MEMBER, {"chat_id": chat_id, "user_id": user_id}, chat_id=chat_id, now=now
         )

@@ -37,7 +37,8 @@ def read_by(message_id: int, sender_id: str, marks: Sequence[tuple[str, int]]) -
 def message_obj(
     row: Mapping[str, Any], marks: Sequence[tuple[str, int]] = (), prefix: str = ""
 ) -> dict[str, Any]:
-    """A message object; ``prefix`` reads columns of a message joined under another name."""
+    """A message object - the one builder, for REST answers, feed events and relayed messages
+    alike; ``prefix`` reads columns of a message joined under another name."""
 
     def col(name: str) -> Any:
         return row[prefix + name]

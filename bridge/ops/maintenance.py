@@ -26,10 +26,10 @@ from bridge.ops.metrics import Metrics
 from bridge.pachca import recovery
 from bridge.pachca.recovery import RecoveryReport
 from bridge.runtime import Runtime, utcnow
-from store import deliveries as delivery_store
-from store import log as event_store
+from store import events as event_store
 from store import outbox as outbox_store
 from store import users as user_store
+from store import webhook_keys
 
 log = structlog.get_logger("bridge.jobs")
 
@@ -71,7 +71,7 @@ class Maintenance:
         async with self.rt.db.write() as conn:
             removed["outbox_done"] = await outbox_store.prune_done(conn, now - done)
         async with self.rt.db.write() as conn:
-            removed["webhook_deliveries"] = await delivery_store.prune_before(conn, now - history)
+            removed["webhook_deliveries"] = await webhook_keys.prune_before(conn, now - history)
         async with self.rt.db.write() as conn:
             removed["events"] = await event_store.prune_before(conn, now - history)
         async with self.rt.db.write() as conn:

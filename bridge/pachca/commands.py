@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from bot.commands import Command, UnknownCommand
 from bridge.auth import Principal
 from bridge.forum.chats import chat_filter
@@ -22,7 +20,8 @@ from bridge.forum.linking import LinkStatus, link_account
 from bridge.pachca.jobs import SEND_TEXT
 from store import forum
 from store import outbox as outbox_store
-from store import users as user_store
+from store import pachca_links as links
+from store.tx import Tx
 
 # A thread is a chat in Pachca; this is the web app's address of a chat (the form of the
 # `url` Pachca gives its messages: https://app.pachca.com/chats/<chat id>?message=<id>).
@@ -64,7 +63,7 @@ class ReplyTo:
 
 
 async def answer(
-    conn: AsyncConnection,
+    conn: Tx,
     command: Command | UnknownCommand,
     pachca_user_id: int,
     reply_to: ReplyTo,
@@ -89,7 +88,7 @@ async def answer(
 
 
 async def _run(
-    conn: AsyncConnection, command: Command | UnknownCommand, pachca_user_id: int, now: datetime
+    conn: Tx, command: Command | UnknownCommand, pachca_user_id: int, now: datetime
 ) -> str | None:
     if isinstance(command, UnknownCommand):
         return f"Unknown command /{command.name}.\n\n{HELP_TEXT}"
@@ -110,8 +109,8 @@ async def _run(
     return HELP_TEXT
 
 
-async def _threads(conn: AsyncConnection, pachca_user_id: int) -> str:
-    user = await user_store.get_user_by_pachca_id(conn, pachca_user_id)
+async def _threads(conn: Tx, pachca_user_id: int) -> str:
+    user = await links.user_by_pachca_id(conn, pachca_user_id)
     if user is None:
         return NOT_LINKED
     who = Principal(user["id"], user["role"], user["name"])

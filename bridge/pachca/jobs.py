@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.client import PachcaClient, PachcaError
 from bot.mentions import neutralise
+from bridge import policy
 from bridge.pachca.pacing import Pacer, WaitTooLong
 from bridge.runtime import Runtime
 from store import pachca_links as links
+from store.tx import Tx
 
 log = structlog.get_logger("bridge.outbox")
 
@@ -35,7 +36,7 @@ DELETE_MESSAGE = "delete_message"  # {"message_id"}: follow a deletion
 SEND_TEXT = "send_text"  # {"entity_type", "entity_id", "content"}: a bot answer
 
 T = TypeVar("T")
-Finish = Callable[[AsyncConnection], Awaitable[None]]
+Finish = Callable[[Tx], Awaitable[None]]
 
 DISPLAY_NAME_MAX = 255  # Pachca's limit on display_name
 # Pachca answers these for a message that is already gone (the spec's `message_deleted`).
@@ -161,7 +162,7 @@ class Deliveries:
             thread_chat_id = thread.chat_id
             log.info("pachca thread opened", chat_id=chat_id, thread_id=thread.id)
         async with self.rt.db.read() as conn:
-            partners = await links.partners(conn, chat_id)
+            partners = await links.partners(conn, chat_id, policy.PARTNER_ROLES)
         linked = [p["pachca_user_id"] for p in partners if p["pachca_user_id"] is not None]
         for p in partners:
             if p["pachca_user_id"] is None:
@@ -204,7 +205,11 @@ class Deliveries:
         chat_id, user_id = int(job.payload["chat_id"]), str(job.payload["user_id"])
         async with self.rt.db.read() as conn:
             chat = await links.chat_thread(conn, chat_id)
-            partners = await links.partners(conn, chat_id) if chat is not None else []
+            partners = (
+                await links.partners(conn, chat_id, policy.PARTNER_ROLES)
+                if chat is not None
+                else []
+            )
         if chat is None:
             return Done(skipped="the chat was deleted")
         if chat["pachca_thread_chat_id"] is None:
@@ -261,7 +266,7 @@ class Deliveries:
         )
         message_id, pachca_id = m["id"], created.id
 
-        async def record(conn: AsyncConnection) -> None:
+        async def record(conn: Tx) -> None:
             await links.set_message_pachca_id(conn, message_id, pachca_id)
 
         return Done(finish=record)

@@ -1,9 +1,13 @@
 """Pachca -> forum: verified webhook events turned into forum changes (docs/pachca.md).
 
-One event, one short transaction: the event's delivery key (``webhook_deliveries``) is recorded
-first, so a redelivery stops there, and in the same transaction its effect - a message row and
-its feed event, or a bot answer queued in the outbox. Nothing is half-written: if the
-transaction fails, the key goes with it and Pachca's redelivery gets a clean second try.
+One event, one short transaction, one decision: the event's delivery key
+(``webhook_deliveries``) is recorded first, so a redelivery stops there; then the facts the
+decision needs are read in that transaction (the message the event is about, the forum chat
+and its participants, the Pachca author's platform user, the replied-to message), ``decide``
+- a pure function - turns them into one action, and the action's writes (a message row and its
+feed event, or a bot answer queued in the outbox) join the transaction. Nothing is
+half-written: if the transaction fails, the key goes with it and Pachca's redelivery gets a
+clean second try. Events are published after the commit.
 
 What is relayed: a ``message`` event in a forum thread's chat (``chats.pachca_thread_chat_id``)
 from a linked Pachca user (``users.pachca_user_id``) whom the role policy lets post there, in an
@@ -24,7 +28,7 @@ dropped with one structured log line naming the reason:
     link_blocked    a /link from a Pachca user blocked after too many wrong codes (no answer)
 
 Commands: a message in a direct chat with the bot, or in a forum thread, that reads as a slash
-command (bot/commands.py) is answered by bridge/bot_commands.py and never relayed; a command
+command (bot/commands.py) is answered by bridge/pachca/commands.py and never relayed; a command
 the bot does not know is answered with the help text.
 
 Contents: a file-only message (Pachca sends ``content: ""``, files are not in the webhook) is
@@ -40,22 +44,21 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.commands import parse_command
+from bot.commands import Command, UnknownCommand, parse_command
 from bot.webhooks import MessageWebhookPayload, UnknownPayload, WebhookPayload, delivery_key
 from bridge import policy
 from bridge.feed import events as ev
 from bridge.forum import views
-from bridge.forum.chats import access_from_rows, load_access
-from bridge.forum.messages import write_new_message
+from bridge.forum.chats import ChatAccess, access_from_rows
+from bridge.forum.messages import add_message
 from bridge.pachca import commands as bot_commands
 from bridge.runtime import Runtime, utcnow
-from store import deliveries, forum
+from store import forum, webhook_keys
 from store import messages as message_store
-from store import users as user_store
-from store.hotpath import Conflict
+from store import pachca_links as links
+from store.errors import Conflict, StoreError
+from store.tx import Row, Tx
 
 log = structlog.get_logger("bridge.relay")
 
@@ -63,7 +66,7 @@ ATTACHMENT_NOTE = "[attachment]"
 # Pachca ids are int32 in the spec (thread chat ids already exceed it); the columns are BIGINT.
 MAX_ID = 2**63 - 1
 # Failures worth a retry: the database (or the network to it) is unavailable, not the event.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, OSError, TimeoutError)
 
 
 class Outcome(StrEnum):
@@ -86,6 +89,166 @@ def _dropped(reason: str) -> Handled:
     return Handled(Outcome.DROPPED, reason)
 
 
+# --- the decision ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the database knows about a message event, read in its transaction."""
+
+    existing: Row | None  # the forum message mirroring the Pachca message, with its sender
+    access: ChatAccess | None  # the existing message's chat, else the thread's forum chat
+    user: Row | None  # the platform user linked to the Pachca author (when it can matter)
+    parent: Row | None  # the forum message the Pachca message replies to (a new one's)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Answer a bot command."""
+
+    command: Command | UnknownCommand
+    chat_id: int | None  # the forum chat whose thread it came from
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Store the Pachca message as a new forum message."""
+
+    access: ChatAccess
+    user: Row
+    edited: bool  # an edit standing for a "new" event that never came
+    reply_to_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Apply a Pachca edit to the relayed message."""
+
+    message: Row
+    access: ChatAccess
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete the relayed message, as its Pachca original was."""
+
+    message: Row
+    access: ChatAccess
+
+
+Action = Handled | Answer | Create | Update | Delete
+
+
+def decide(p: MessageWebhookPayload, facts: Facts) -> Action:
+    """The one decision about a message event: an action to apply, or the outcome itself
+    (a drop with its reason, a duplicate)."""
+    if p.event == "new":
+        return _decide_new(p, facts)
+    if p.event == "update":
+        return _decide_update(p, facts)
+    return _decide_delete(facts)
+
+
+def _decide_new(p: MessageWebhookPayload, f: Facts) -> Action:
+    if f.existing is not None:
+        if f.existing["source"] == "web":
+            return _dropped("echo")
+        return Handled(Outcome.DUPLICATE, "already_relayed")
+    if p.entity_type == "user" or f.access is not None:
+        command = parse_command(p.content)
+        if command is not None:
+            return Answer(command, f.access.id if f.access is not None else None)
+    if p.entity_type == "user":
+        return _dropped("direct_message")
+    return _decide_create(f, edited=False)
+
+
+def _decide_create(f: Facts, *, edited: bool) -> Action:
+    """Whether the message may become a forum message: its chat and author allow it."""
+    if f.access is None:
+        return _dropped("unmapped_chat")
+    user = f.user
+    if user is None:
+        return _dropped("unlinked_user")
+    access = f.access
+    if not policy.can_post(user["role"], access.type, access.is_member(user["id"])):
+        return _dropped("not_allowed")
+    if not access.is_active:
+        return _dropped("chat_inactive")
+    return Create(access, user, edited, _reply_to_id(f.parent, access.id))
+
+
+def _reply_to_id(parent: Row | None, chat_id: int) -> int | None:
+    """A Pachca reply becomes a forum reply when its parent is a live message of this chat."""
+    if parent is None or parent["chat_id"] != chat_id or parent["deleted_at"] is not None:
+        return None
+    return parent["id"]
+
+
+def _decide_update(p: MessageWebhookPayload, f: Facts) -> Action:
+    row = f.existing
+    if row is None:
+        if p.entity_type == "user":
+            return _dropped("direct_message")
+        if f.access is not None and parse_command(p.content) is not None:
+            return _dropped("unknown_message")  # an edited command: commands run once
+        # The "new" event was lost or is still on its way: this version stands for it
+        # (the late "new" then finds the message and changes nothing).
+        return _decide_create(f, edited=True)
+    if row["source"] == "web":
+        return _dropped("echo")
+    if row["deleted_at"] is not None:
+        return _dropped("message_deleted")
+    applied = row["pachca_changed_at"]
+    if p.changed_at is not None and applied is not None and p.changed_at <= applied:
+        return _dropped("stale_edit")
+    user = f.user
+    if user is None or user["id"] != row["sender_id"]:
+        return _dropped("not_author")
+    access = f.access
+    assert access is not None  # the message's chat: deleting a chat deletes its messages
+    if not policy.can_edit(user["role"], access.type, access.is_member(user["id"]), True):
+        return _dropped("not_allowed")
+    if not access.is_active:
+        return _dropped("chat_inactive")
+    return Update(row, access)
+
+
+def _decide_delete(f: Facts) -> Action:
+    row = f.existing
+    if row is None:
+        return _dropped("unknown_message")
+    if row["source"] == "web":
+        return _dropped("echo")
+    if row["deleted_at"] is not None:
+        return Handled(Outcome.DUPLICATE, "already_deleted")
+    assert f.access is not None  # the message's chat: deleting a chat deletes its messages
+    return Delete(row, f.access)
+
+
+async def gather_facts(tx: Tx, p: MessageWebhookPayload) -> Facts:
+    """Read what ``decide`` may need about ``p``, and no more: what cannot matter to an event
+    of its kind is not read."""
+    existing = await links.message_by_pachca_id(tx, p.id)
+    creating = existing is None and p.event != "delete"
+    rows: list[Row] = []
+    if existing is not None and p.event != "new":
+        rows = await forum.chat_access(tx, existing["chat_id"])
+    elif creating and p.entity_type != "user":
+        rows = await links.chat_of_thread(tx, p.chat_id)
+    access = access_from_rows(rows) if rows else None
+    user = None
+    if (creating and access is not None) or (existing is not None and p.event == "update"):
+        user = await links.user_by_pachca_id(tx, p.user_id)
+    parent = None
+    if creating and access is not None and p.parent_message_id is not None:
+        parent = await links.message_by_pachca_id(tx, p.parent_message_id)
+    return Facts(existing, access, user, parent)
+
+
+# --- the relay ---------------------------------------------------------------------------------
+
+
 class Relay:
     """Applies parsed webhook payloads; shared by the webhook endpoint and history recovery."""
 
@@ -103,6 +266,7 @@ class Relay:
         return result
 
     async def _message(self, p: MessageWebhookPayload) -> Handled:
+        # What needs no database first.
         bot_user_id = self.rt.live.current.pachca.bot_user_id
         if bot_user_id is not None and p.user_id == bot_user_id:
             return _dropped("own_message")
@@ -110,233 +274,102 @@ class Relay:
         if problem is not None:
             return Handled(Outcome.INVALID, problem)
         key = delivery_key(p)
-        if p.event == "new":
-            relayed = await self._relay_fast(p, key)
-            if relayed is not None:
-                return relayed
         try:
-            return await self._apply(p, key)
-        except IntegrityError:
+            result = await self._once(p, key)
+        except Conflict:
             # A concurrent event about the same message (a "new" and an early "update" with
-            # different keys) inserted it first; a second pass sees that message.
-            return await self._apply(p, key)
-
-    async def _apply(self, p: MessageWebhookPayload, key: str) -> Handled:
-        now = utcnow()
-        async with self.rt.db.write() as conn:
-            if not await deliveries.record(conn, key, now):
-                return Handled(Outcome.DUPLICATE)
-            if p.event == "new":
-                result = await self._new(conn, p, now)
-            elif p.event == "update":
-                result = await self._update(conn, p, now)
-            else:
-                result = await self._delete(conn, p, now)
+            # different keys) stored it first; a second pass sees that message.
+            result = await self._once(p, key)
         await self.rt.publish(result.events)
         return result
 
-    # --- new ---------------------------------------------------------------------------
-
-    async def _relay_fast(self, p: MessageWebhookPayload, key: str) -> Handled | None:
-        """The common case, a reply in a forum thread, on the raw hot path (store/hotpath.py):
-        reads outside the transaction, then one group-committed write of the delivery key,
-        message and event. Anything else (a command, a reply-to, an echo, a redelivery, a
-        drop) returns None and takes the general path below, which decides and logs it."""
-        if p.entity_type == "user" or p.parent_message_id is not None:
-            return None
-        hot = self.rt.hot
-        if await hot.pachca_message(p.id) is not None:
-            return None
-        rows = await hot.thread_access(p.chat_id)
-        if not rows or parse_command(p.content) is not None:
-            return None
-        user = await hot.pachca_user(p.user_id)
-        access = access_from_rows(rows)
-        if (
-            user is None
-            or not access.is_active
-            or not policy.can_post(user["role"], access.type, access.is_member(user["id"]))
-        ):
-            return None
+    async def _once(self, p: MessageWebhookPayload, key: str) -> Handled:
+        """Record the key, gather the facts, decide, apply: one transaction."""
         now = utcnow()
-        created_at = min(p.created_at, now)  # Pachca's time, never in the future
-        try:
-            _, event = await write_new_message(
-                self.rt,
-                {
-                    "chat_id": access.id,
-                    "sender_id": user["id"],
-                    "content": _content(p),
-                    "created_at": created_at,
-                    "source": "pachca",
-                    "pachca_message_id": p.id,
-                    "pachca_changed_at": p.changed_at,
-                },
-                views.person(user["id"], user["name"], user["role"]),
-                now,
-                delivery={"key": key, "received_at": now},
-                last_at=max(access.chat["last_activity_at"], created_at),
-            )
-        except Conflict:
-            return None  # a concurrent copy won; the general path names the outcome
-        await self.rt.publish([event])
-        return Handled(Outcome.ACCEPTED, "created", (event,))
+        async with self.rt.db.write() as tx:
+            if not await webhook_keys.record(tx, key, now):
+                return Handled(Outcome.DUPLICATE)
+            action = decide(p, await gather_facts(tx, p))
+            return await self._apply(tx, p, action, now)
 
-    async def _new(self, conn: AsyncConnection, p: MessageWebhookPayload, now: datetime) -> Handled:
-        existing = await message_store.by_pachca_id(conn, p.id)
-        if existing is not None:
-            if existing["source"] == "web":
-                return _dropped("echo")
-            return Handled(Outcome.DUPLICATE, "already_relayed")
-        chat = await forum.chat_by_thread_chat(conn, p.chat_id)
-        if p.entity_type == "user" or chat is not None:
-            command = parse_command(p.content)
-            if command is not None:
-                text = await bot_commands.answer(conn, command, p.user_id, _reply_to(p, chat), now)
-                if text is None:
-                    return _dropped("link_blocked")
-                return Handled(Outcome.COMMAND, f"/{command.name}")
-        if p.entity_type == "user":
-            return _dropped("direct_message")
-        return await self._relay(conn, p, chat, now)
-
-    async def _relay(
-        self, conn: AsyncConnection, p: MessageWebhookPayload, chat: Any, now: datetime
+    async def _apply(
+        self, tx: Tx, p: MessageWebhookPayload, action: Action, now: datetime
     ) -> Handled:
-        """Store a Pachca message as a forum message, if its chat and author allow it."""
-        if chat is None:
-            return _dropped("unmapped_chat")
-        user = await user_store.get_user_by_pachca_id(conn, p.user_id)
-        if user is None:
-            return _dropped("unlinked_user")
-        access = await load_access(conn, chat["id"])
-        if not policy.can_post(user["role"], access.type, access.is_member(user["id"])):
-            return _dropped("not_allowed")
-        if not access.is_active:
-            return _dropped("chat_inactive")
+        if isinstance(action, Handled):
+            return action
+        if isinstance(action, Answer):
+            reply_to = _reply_to(p, action.chat_id)
+            if await bot_commands.answer(tx, action.command, p.user_id, reply_to, now) is None:
+                return _dropped("link_blocked")
+            return Handled(Outcome.COMMAND, f"/{action.command.name}")
+        if isinstance(action, Create):
+            return await self._create(tx, p, action, now)
+        if isinstance(action, Update):
+            return await self._update(tx, p, action, now)
+        return await self._delete(tx, action, now)
 
-        content = _content(p)
+    async def _create(
+        self, tx: Tx, p: MessageWebhookPayload, action: Create, now: datetime
+    ) -> Handled:
         # Pachca's time, not ours, so a message recovered after downtime keeps its time; never
         # in the future, though, whatever the clocks say.
         created_at = min(p.created_at, now)
-        edited_at = _edited_at(p, now) if p.event == "update" else None
-        reply_to_id = await self._reply_to_id(conn, p, access.id)
-        message_id = await message_store.insert_message(
-            conn,
+        access, user = action.access, action.user
+        _, event = await add_message(
+            self.rt,
+            tx,
             {
                 "chat_id": access.id,
                 "sender_id": user["id"],
-                "content": content,
+                "content": _content(p),
                 "created_at": created_at,
-                "edited_at": edited_at,
-                "reply_to_id": reply_to_id,
+                "edited_at": _edited_at(p, now) if action.edited else None,
+                "reply_to_id": action.reply_to_id,
                 "source": "pachca",
                 "pachca_message_id": p.id,
                 "pachca_changed_at": p.changed_at,
             },
-        )
-        await forum.set_last_message(
-            conn, access.id, message_id, max(access.chat["last_activity_at"], created_at)
-        )
-        message = {
-            "id": message_id,
-            "chat_id": access.id,
-            "sender": views.person(user["id"], user["name"], user["role"]),
-            "content": content,
-            "created_at": views.iso(created_at),
-            "edited_at": views.iso(edited_at),
-            "reply_to_id": reply_to_id,
-            "source": "pachca",
-            "read_by": [],
-            "client_id": None,  # only web clients give one
-        }
-        event = await self.rt.events.append(
-            conn, ev.MESSAGE_CREATED, access.id, {"message": message}, now
+            now,
+            sender_name=user["name"],
+            sender_role=user["role"],
+            last_at=max(access.chat["last_activity_at"], created_at),
+            post_to_pachca=False,
         )
         return Handled(Outcome.ACCEPTED, "created", (event,))
 
-    async def _reply_to_id(
-        self, conn: AsyncConnection, p: MessageWebhookPayload, chat_id: int
-    ) -> int | None:
-        """A Pachca reply becomes a forum reply when its parent is a message of this chat."""
-        if p.parent_message_id is None:
-            return None
-        parent = await message_store.by_pachca_id(conn, p.parent_message_id)
-        if parent is None or parent["chat_id"] != chat_id or parent["deleted_at"] is not None:
-            return None
-        return parent["id"]
-
-    # --- update ------------------------------------------------------------------------
-
     async def _update(
-        self, conn: AsyncConnection, p: MessageWebhookPayload, now: datetime
+        self, tx: Tx, p: MessageWebhookPayload, action: Update, now: datetime
     ) -> Handled:
-        row = await message_store.by_pachca_id(conn, p.id)
-        if row is None:
-            if p.entity_type == "user":
-                return _dropped("direct_message")
-            chat = await forum.chat_by_thread_chat(conn, p.chat_id)
-            if chat is not None and parse_command(p.content) is not None:
-                return _dropped("unknown_message")  # an edited command: commands run once
-            # The "new" event was lost or is still on its way: this version stands for it
-            # (the late "new" then finds the message and changes nothing).
-            return await self._relay(conn, p, chat, now)
-        if row["source"] == "web":
-            return _dropped("echo")
-        if row["deleted_at"] is not None:
-            return _dropped("message_deleted")
-        applied = row["pachca_changed_at"]
-        if p.changed_at is not None and applied is not None and p.changed_at <= applied:
-            return _dropped("stale_edit")
-        user = await user_store.get_user_by_pachca_id(conn, p.user_id)
-        if user is None or user["id"] != row["sender_id"]:
-            return _dropped("not_author")
-        access = await load_access(conn, row["chat_id"])
-        if not policy.can_edit(user["role"], access.type, access.is_member(user["id"]), True):
-            return _dropped("not_allowed")
-        if not access.is_active:
-            return _dropped("chat_inactive")
-
+        row, access = action.message, action.access
         content = _content(p)
         edited_at = _edited_at(p, now)
         values: dict[str, Any] = {"content": content, "edited_at": edited_at}
         if p.changed_at is not None:
             values["pachca_changed_at"] = p.changed_at
-        await message_store.update_message(conn, row["id"], values)
+        await message_store.update_message(tx, row["id"], values)
         message = views.message_obj(
             {**row, "content": content, "edited_at": edited_at}, access.marks()
         )
         event = await self.rt.events.append(
-            conn, ev.MESSAGE_UPDATED, access.id, {"message": message}, now
+            tx, ev.MESSAGE_UPDATED, access.id, {"message": message}, now
         )
         return Handled(Outcome.ACCEPTED, "updated", (event,))
 
-    # --- delete ------------------------------------------------------------------------
-
-    async def _delete(
-        self, conn: AsyncConnection, p: MessageWebhookPayload, now: datetime
-    ) -> Handled:
+    async def _delete(self, tx: Tx, action: Delete, now: datetime) -> Handled:
         """A relayed message deleted in Pachca is deleted here too: the original is gone, and
         the copy follows it (whoever deleted it)."""
-        row = await message_store.by_pachca_id(conn, p.id)
-        if row is None:
-            return _dropped("unknown_message")
-        if row["source"] == "web":
-            return _dropped("echo")
-        if row["deleted_at"] is not None:
-            return Handled(Outcome.DUPLICATE, "already_deleted")
-        access = await load_access(conn, row["chat_id"])
-        await message_store.update_message(conn, row["id"], {"deleted_at": now})
+        row, access = action.message, action.access
+        await message_store.update_message(tx, row["id"], {"deleted_at": now})
         if access.chat["last_message_id"] == row["id"]:
-            newest = await message_store.newest_live(conn, access.id)
+            newest = await message_store.newest_live(tx, access.id)
             await forum.set_last_message(
-                conn,
+                tx,
                 access.id,
                 newest["id"] if newest else None,
                 newest["created_at"] if newest else access.chat["created_at"],
             )
         event = await self.rt.events.append(
-            conn, ev.MESSAGE_DELETED, access.id, {"message_id": row["id"]}, now
+            tx, ev.MESSAGE_DELETED, access.id, {"message_id": row["id"]}, now
         )
         return Handled(Outcome.ACCEPTED, "deleted", (event,))
 
@@ -344,14 +377,14 @@ class Relay:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _reply_to(p: MessageWebhookPayload, chat: Any) -> bot_commands.ReplyTo:
+def _reply_to(p: MessageWebhookPayload, chat_id: int | None) -> bot_commands.ReplyTo:
     """Back where the command came from: the direct chat with its sender, or the thread."""
     if p.entity_type == "user":
         # In a direct chat the sender is the other side; a message "to user X" reaches them.
         return bot_commands.ReplyTo("user", p.user_id, None)
     if p.entity_type == "thread":
-        return bot_commands.ReplyTo("thread", p.entity_id, chat["id"])
-    return bot_commands.ReplyTo("discussion", p.chat_id, chat["id"])
+        return bot_commands.ReplyTo("thread", p.entity_id, chat_id)
+    return bot_commands.ReplyTo("discussion", p.chat_id, chat_id)
 
 
 def _content(p: MessageWebhookPayload) -> str:

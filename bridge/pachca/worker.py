@@ -13,9 +13,9 @@ instances can share the table), runs them concurrently across lanes, and records
 - permanent - a 4xx that repeating cannot fix: dead at once.
 
 A worker that dies leaves a lease that runs out (``lease_until``); then anyone takes the job.
-It wakes when a commit enqueued a job (a hook on the engine, so the request path does no extra
-work) and otherwise polls. With Pachca disabled or without a token it sends nothing: it notes
-the reason on the waiting jobs and logs it once.
+It wakes when a commit enqueued a job (the database's ``OUTBOX_DUE`` commit signal, so the
+request path does no extra work) and otherwise polls. With Pachca disabled or without a token
+it sends nothing: it notes the reason on the waiting jobs and logs it once.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class OutboxWorker:
         self.deliveries = Deliveries(
             self.rt, self.pacer, max_pacing_wait_s=self.tuning.max_pacing_wait_s
         )
-        self._unhook = store.on_commit_of_due_jobs(self.rt.db.engine, self.nudge)
+        self._unhook = self.rt.db.on_signal(store.OUTBOX_DUE, self.nudge)
         self._task = asyncio.create_task(self._loop(), name="outbox-worker")
 
     def nudge(self) -> None:

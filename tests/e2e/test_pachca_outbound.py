@@ -89,18 +89,20 @@ def start(database: Database, pachca_data: dict[str, Any], aiohttp_client: Any) 
 
 async def chat_row(db: Database, chat_id: int) -> Any:
     async with db.read() as conn:
-        return (await conn.execute(select(Chat).where(Chat.id == chat_id))).mappings().one()
+        [row] = await conn.rows(select(Chat.__table__).where(Chat.__table__.c.id == chat_id))
+    return row
 
 
 async def pachca_id_of(db: Database, message_id: int) -> int | None:
     async with db.read() as conn:
         query = select(Message.pachca_message_id).where(Message.id == message_id)
-        return (await conn.execute(query)).scalar_one()
+        found: int | None = await conn.value(query)
+    return found
 
 
 async def jobs(db: Database) -> list[Any]:
     async with db.read() as conn:
-        return list((await conn.execute(select(OutboxJob).order_by(OutboxJob.id))).mappings())
+        return await conn.rows(select(OutboxJob.__table__).order_by(OutboxJob.id))
 
 
 async def thread_open(db: Database, chat_id: int) -> Any:
@@ -612,7 +614,7 @@ async def test_deliveries_and_outbox_depth_are_in_the_metrics(
 async def test_new_jobs_wake_the_worker_without_waiting_for_its_poll(
     start: AppFactory, fake_pachca: FakePachca, database: Database
 ) -> None:
-    # A poll far longer than the wait below: only the commit hook can have started the jobs.
+    # A poll far longer than the wait below: only the commit signal can have started the jobs.
     _, world = await start(OutboxTuning(poll_s=600, backoff_base_s=0.02, stop_grace_s=0.3))
     student, _, chat = await enrolled_pair(world, pachca_user_id=TEACHER_PACHCA_ID)
     message = await world.post(student, chat["id"], "hello")
@@ -624,8 +626,8 @@ async def test_new_jobs_wake_the_worker_without_waiting_for_its_poll(
 async def test_a_web_post_into_an_open_thread_wakes_the_worker(
     start: AppFactory, fake_pachca: FakePachca, database: Database
 ) -> None:
-    # Web posts are written on the raw hot path, past the commit hook: the service itself
-    # must wake the worker, or the message would wait for the (here endless) poll.
+    # A web post's outbox job wakes the worker through the commit signal, like any other
+    # job, or the message would wait for the (here endless) poll.
     _, world = await start(OutboxTuning(poll_s=600, backoff_base_s=0.02, stop_grace_s=0.3))
     student, _, chat = await enrolled_pair(world, pachca_user_id=TEACHER_PACHCA_ID)
     await eventually(lambda: thread_open(database, chat["id"]), within=10, what="thread open")

@@ -63,8 +63,8 @@ async def map_thread(
     """Record the Pachca thread of a forum chat, as the outbox does once it has opened it."""
     thread_id = thread_id or next(_thread_ids)
     thread_chat_id = thread_chat_id or next(_thread_chat_ids)
-    async with database.write() as conn:
-        await conn.execute(
+    async with database.write() as tx:
+        await tx.run(
             update(Chat.__table__)
             .where(Chat.__table__.c.id == chat_id)
             .values(pachca_thread_id=thread_id, pachca_thread_chat_id=thread_chat_id)
@@ -73,8 +73,9 @@ async def map_thread(
 
 
 async def count(database: Database, model: Any) -> int:
-    async with database.read() as conn:
-        return (await conn.execute(select(func.count()).select_from(model.__table__))).scalar_one()
+    async with database.read() as tx:
+        found: int = await tx.value(select(func.count()).select_from(model.__table__))
+    return found
 
 
 async def counts(database: Database) -> dict[str, int]:
@@ -90,23 +91,23 @@ async def outbox_jobs(database: Database, kind: str | None = None) -> list[dict[
     stmt = select(table).order_by(table.c.id)
     if kind is not None:
         stmt = stmt.where(table.c.kind == kind)
-    async with database.read() as conn:
-        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    async with database.read() as tx:
+        return await tx.rows(stmt)
 
 
 async def message_rows(database: Database) -> list[dict[str, Any]]:
     table = Message.__table__
-    async with database.read() as conn:
-        rows = await conn.execute(select(table).order_by(table.c.id))
-        return [dict(r) for r in rows.mappings()]
+    async with database.read() as tx:
+        return await tx.rows(select(table).order_by(table.c.id))
 
 
 async def pachca_user_id(database: Database, user_id: str) -> int | None:
     table = User.__table__
-    async with database.read() as conn:
-        return (
-            await conn.execute(select(table.c.pachca_user_id).where(table.c.id == user_id))
-        ).scalar()
+    async with database.read() as tx:
+        found: int | None = await tx.value(
+            select(table.c.pachca_user_id).where(table.c.id == user_id)
+        )
+    return found
 
 
 async def events(client: TestClient, world: World, since: int = 0) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ async def test_readyz_when_database_answers_and_schema_is_current(client: TestCl
 
 async def test_readyz_503_when_database_is_gone(client: TestClient, database: Database) -> None:
     # The service's database stops answering: its server refuses connections.
-    gone = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none", pool_pre_ping=False)
+    gone = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none")
     client.app[SERVICES].rt.db = gone
     resp = await client.get("/readyz")
     assert resp.status == 503
@@ -41,7 +41,7 @@ async def test_readyz_503_when_schema_is_behind(
 ) -> None:
     client = await aiohttp_client(create_app(parse_config(config_data), db=database))
     async with database.write() as conn:
-        await conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))
+        await conn.run(text("UPDATE alembic_version SET version_num = 'old'"))
     resp = await client.get("/readyz")
     assert resp.status == 503
 

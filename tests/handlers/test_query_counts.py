@@ -1,26 +1,20 @@
 """The list endpoints run a bounded number of SQL statements, whatever the data: at
 most 3 per list request, authentication included (docs/api.md).
 
-Statements are counted where the database receives them: `count_queries` sees what goes
-through SQLAlchemy's cursor, but the request hot path (store/hotpath.py: authentication, chat
-access) runs statements on the driver connection itself, around SQLAlchemy. So on SQLite every
-statement is taken from SQLite's own trace callback, and on PostgreSQL the driver's query
-logger adds what SQLAlchemy did not see. Transaction control (BEGIN/COMMIT/ROLLBACK) and the
-pool's liveness pings are not statements of the request.
+Statements are counted where the store hands them to the driver (``Database.on_statement``,
+through the conftest's `count_queries`): every statement of the request, on SQLite and
+PostgreSQL alike. Transaction control (BEGIN/COMMIT/SAVEPOINT) is not a statement of the
+request.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import event
 
-from store.db import Database
 from tests.world import World
 
 MAX_STATEMENTS = 3
@@ -35,74 +29,25 @@ def is_request_statement(sql: str) -> bool:
 class Statements:
     """Every statement the app sends while counting."""
 
-    def __init__(self, database: Database, sqlalchemy_counter: Any):
-        self.database = database
-        self.sqlalchemy = sqlalchemy_counter  # the conftest's count_queries counter
-        self.raw: list[str] = []  # seen by the driver (SQLite: all; PostgreSQL: non-Core only)
+    def __init__(self, counter: Any):
+        self.counter = counter  # the conftest's count_queries counter
         self.counting = False
 
-    def trace(self, sql: str) -> None:
-        if self.counting and is_request_statement(sql):
-            self.raw.append(sql)
-
-    def pg_logged(self, record: Any) -> None:
-        self.trace(record.query)
-
     def start(self) -> None:
-        self.raw.clear()
-        self.sqlalchemy.reset()
+        self.counter.reset()
         self.counting = True
 
     async def stop(self) -> list[str]:
-        await asyncio.sleep(0)  # asyncpg calls its query loggers on the next loop turn
-        await asyncio.sleep(0)
         self.counting = False
-        core = [s for s in self.sqlalchemy.statements if is_request_statement(s)]
-        if self.database.is_sqlite:
-            # SQLite's trace sees Core's statements too; they must be among them.
-            assert len(core) <= len(self.raw), (core, self.raw)
-            return list(self.raw)
-        return core + self.raw
+        seen = list(self.counter.statements)
+        # The hook sees statements only: transaction control never reaches it.
+        assert all(is_request_statement(s) for s in seen), seen
+        return seen
 
 
 @pytest.fixture
-async def statements(
-    database: Database,
-    count_queries: Callable[[], Any],
-    client: TestClient,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Statements]:
-    counter = Statements(database, count_queries())
-    sync_engine = database.engine.sync_engine
-    if database.is_sqlite:
-        # The pool holds SQLite's one connection; trace everything it runs.
-        async with database.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            sqlite_conn = raw._conn  # type: ignore[union-attr]
-        sqlite_conn.set_trace_callback(counter.trace)
-        yield counter
-        sqlite_conn.set_trace_callback(None)
-        return
-
-    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        dbapi_connection.driver_connection.add_query_logger(counter.pg_logged)
-
-    # The hot path's own asyncpg pool (store/db.py pg_connection) is logged as well.
-    plain_pool = database.pg_connection
-
-    @asynccontextmanager
-    async def logged_pg_connection() -> AsyncIterator[Any]:
-        async with plain_pool() as conn:
-            conn.add_query_logger(counter.pg_logged)
-            try:
-                yield conn
-            finally:
-                conn.remove_query_logger(counter.pg_logged)
-
-    event.listen(sync_engine, "checkout", on_checkout)
-    monkeypatch.setattr(database, "pg_connection", logged_pg_connection)
-    yield counter
-    event.remove(sync_engine, "checkout", on_checkout)
+async def statements(count_queries: Callable[[], Any], client: TestClient) -> Statements:
+    return Statements(count_queries())
 
 
 async def count(statements: Statements, request: Any) -> tuple[int, list[str]]:

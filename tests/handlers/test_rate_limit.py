@@ -64,9 +64,7 @@ async def written(database: Database) -> dict[str, int]:
     """Rows a write leaves behind: feed events and outbox jobs."""
     async with database.read() as conn:
         return {
-            m.__tablename__: (
-                await conn.execute(select(func.count()).select_from(m.__table__))
-            ).scalar_one()
+            m.__tablename__: await conn.value(select(func.count()).select_from(m.__table__))
             for m in (Event, OutboxJob)
         }
 

@@ -3,20 +3,22 @@ size, transient failures and metrics (docs/pachca.md)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from multidict import MultiDict
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
 from bot.signature import sign
 from bridge.config import parse_config
 from handlers.app import create_app
 from handlers.keys import SERVICES
+from store import events as event_store
 from store.db import Database
+from store.errors import DatabaseUnavailable
+from store.tx import prepared
 from tests.fakes.webhook_kit import (
     SECRET,
     build_forum,
@@ -270,16 +272,15 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
 async def test_database_failure_is_503_and_leaves_nothing_half_written(
     client: TestClient, world: World, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A plain reply takes the raw hot path (store/hotpath.py)."""
+    """A plain reply whose event insert fails in the database (the driver's own error)."""
     forum = await build_forum(world, database)
     before = await counts(database)
-    hot = client.app[SERVICES].rt.hot
     # The event insert fails after the delivery key and the message row were written.
-    broken = dataclasses.replace(hot.prepared["event"], sql="INSERT INTO no_such_table VALUES (1)")
+    broken = prepared(text("INSERT INTO no_such_table VALUES (1)"))
 
     body = forum.teacher_says("Must not be lost")
     with monkeypatch.context() as patch:
-        patch.setitem(hot.prepared, "event", broken)
+        patch.setattr(event_store, "_INSERT", broken)
         resp = await deliver(client, body)
     assert resp.status == 503
     assert resp.headers["Retry-After"]
@@ -293,14 +294,14 @@ async def test_database_failure_is_503_and_leaves_nothing_half_written(
 async def test_database_failure_on_the_general_path_is_503_too(
     client: TestClient, world: World, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An edit of a message never seen is relayed as new, through Core statements."""
+    """An edit of a message never seen is relayed as new; the failure comes from a service."""
     forum = await build_forum(world, database)
     before = await counts(database)
     rt = client.app[SERVICES].rt
 
     async def broken_append(*_args: Any, **_kwargs: Any) -> Any:
         # Fails after the delivery key and the message row were written in the transaction.
-        raise OperationalError("INSERT INTO events", {}, ConnectionResetError())
+        raise DatabaseUnavailable("ConnectionResetError")
 
     body = forum.teacher_says("Must not be lost", event="update")
     with monkeypatch.context() as patch:
@@ -318,7 +319,7 @@ async def test_unreachable_database_is_503(
 ) -> None:
     forum = await build_forum(world, database)
     rt = client.app[SERVICES].rt
-    gone = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none", pool_pre_ping=False)
+    gone = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none")
     rt.db = gone
     try:
         resp = await deliver(client, forum.teacher_says())

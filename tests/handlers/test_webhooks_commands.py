@@ -143,7 +143,7 @@ async def test_link_with_an_expired_code_is_refused(
     teacher = await world.user("teacher")
     code = await link_code(client, world, teacher)
     async with database.write() as conn:
-        await conn.execute(
+        await conn.run(
             update(LinkCode.__table__)
             .where(LinkCode.__table__.c.code == code)
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
@@ -261,10 +261,9 @@ async def move_link_failures_back(database: Database, by: timedelta) -> None:
     """Age every recorded wrong /link code, as if ``by`` had passed."""
     table = LinkFailure.__table__
     async with database.write() as conn:
-        rows = (await conn.execute(select(table.c.id, table.c.failed_at))).all()
-        for row_id, failed_at in rows:
-            await conn.execute(
-                update(table).where(table.c.id == row_id).values(failed_at=failed_at - by)
+        for row in await conn.rows(select(table.c.id, table.c.failed_at)):
+            await conn.run(
+                update(table).where(table.c.id == row["id"]).values(failed_at=row["failed_at"] - by)
             )
 
 

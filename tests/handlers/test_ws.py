@@ -30,7 +30,7 @@ from bridge.config import parse_config
 from handlers.app import create_app
 from handlers.keys import SERVICES
 from handlers.ws import text_frame_header
-from store import log as event_log
+from store import events as event_log
 from store.db import Database
 from tests.conftest import SERVICE_TOKEN
 from tests.eventually import eventually

@@ -1,4 +1,4 @@
-"""The SQLite engine: WAL checkpoints happen on their own thread, not inline."""
+"""SQLite: WAL checkpoints happen on their own thread, not inline."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ async def test_checkpoints_move_the_wal_into_the_database_file(tmp_path: Path) -
     db = Database(f"sqlite+aiosqlite:///{path}")
     try:
         async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+            await conn.run(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
         empty = path.stat().st_size
         async with db.write() as conn:
             for _ in range(200):
-                await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": "x" * 1000})
+                await conn.run(text("INSERT INTO t (v) VALUES (:v)"), {"v": "x" * 1000})
         # Inline checkpoints are off: the rows sit in the WAL, the file has not grown.
         assert path.stat().st_size == empty
 

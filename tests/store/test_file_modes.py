@@ -47,8 +47,8 @@ async def use(path: Path) -> None:
     db = Database(f"sqlite+aiosqlite:///{path}")
     try:
         async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
-            await conn.execute(text("INSERT INTO t VALUES (1)"))
+            await conn.run(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
+            await conn.run(text("INSERT INTO t VALUES (1)"))
         assert modes(path) == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
     finally:
         await db.dispose()

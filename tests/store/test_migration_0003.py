@@ -36,8 +36,7 @@ def event(audience: str | None) -> dict[str, object]:
 
 
 async def columns(db: Database, table: str) -> set[str]:
-    async with db.read() as conn:
-        found = await conn.run_sync(lambda c: inspect(c).get_columns(table))
+    found = await migrate.run_sync(db, lambda c: inspect(c).get_columns(table))
     return {c["name"] for c in found}
 
 
@@ -45,36 +44,42 @@ async def test_audience_strings_become_rows_and_ids_are_not_reused(database: Dat
     await migrate.upgrade(database, "0002")
     async with database.write() as conn:
         for audience in (",a,b,", None, ",%,T1,x_y,", ",c,"):
-            await conn.execute(old_events.insert().values(event(audience)))
+            await conn.run(old_events.insert().values(event(audience)))
         # The newest event is pruned: its id must not come back after the rebuild.
-        await conn.execute(sa.delete(old_events).where(old_events.c.id == 4))
+        await conn.run(sa.delete(old_events).where(old_events.c.id == 4))
 
     await migrate.upgrade(database)
 
     assert "audience" not in await columns(database, "events")
     async with database.write() as conn:
-        found = (await conn.execute(sa.select(rows.c.event_id, rows.c.user_id))).all()
+        found = [
+            (r["event_id"], r["user_id"])
+            for r in await conn.rows(sa.select(rows.c.event_id, rows.c.user_id))
+        ]
         assert sorted(found) == [(1, "a"), (1, "b"), (3, "%"), (3, "T1"), (3, "x_y")]
-        new = await conn.execute(
+        new = await conn.value(
             sa.insert(old_events)
             .values({k: v for k, v in event(None).items() if k != "audience"})
             .returning(old_events.c.id)
         )
-        assert new.scalar_one() == 5
+        assert new == 5
 
 
 async def test_downgrade_puts_the_strings_back(database: Database) -> None:
     await migrate.upgrade(database, "0002")
     async with database.write() as conn:
         for audience in (",a,b,", None):
-            await conn.execute(old_events.insert().values(event(audience)))
+            await conn.run(old_events.insert().values(event(audience)))
     await migrate.upgrade(database, "0003")
 
     await migrate.downgrade(database, "0002")
 
     assert "audience" in await columns(database, "events")
     async with database.read() as conn:
-        found = (await conn.execute(sa.select(old_events.c.id, old_events.c.audience))).all()
-        tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        found = [
+            (r["id"], r["audience"])
+            for r in await conn.rows(sa.select(old_events.c.id, old_events.c.audience))
+        ]
+    tables = await migrate.run_sync(database, lambda c: inspect(c).get_table_names())
     assert sorted(found) == [(1, ",a,b,"), (2, None)]
     assert "event_audience" not in tables

@@ -18,8 +18,7 @@ async def test_upgrade_from_empty_creates_every_table(database: Database) -> Non
 
     assert await migrate.current_revision(database) == migrate.head_revision()
     assert await migrate.is_current(database)
-    async with database.read() as conn:
-        tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    tables = set(await migrate.run_sync(database, lambda c: inspect(c).get_table_names()))
     assert set(Base.metadata.tables) <= tables
 
 
@@ -39,8 +38,7 @@ async def test_migrations_match_the_models(database: Database) -> None:
     def diff(connection):  # type: ignore[no-untyped-def]
         return compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
-    async with database.read() as conn:
-        assert await conn.run_sync(diff) == []
+    assert await migrate.run_sync(database, diff) == []
 
 
 async def test_0004_gives_waiting_jobs_their_lanes_and_keeps_ids_unique(
@@ -48,30 +46,24 @@ async def test_0004_gives_waiting_jobs_their_lanes_and_keeps_ids_unique(
 ) -> None:
     """Jobs queued before outbox lanes existed get one: their chat's, or the Pachca user a
     bot answer goes to; an edit job names its message; no job id is handed out twice."""
-    from alembic import command
-    from sqlalchemy import Connection, delete, select
+    from sqlalchemy import delete, select
 
     from bridge.runtime import utcnow
     from store.models import Chat, Enrollment, OutboxJob, User
 
-    def to_0002(connection: Connection) -> None:
-        command.upgrade(migrate._alembic_config(connection), "0002")
-
-    async with database.connect() as conn:
-        await conn.run_sync(to_0002)
-        await conn.commit()
+    await migrate.upgrade(database, "0002")
 
     now = utcnow()
     outbox = OutboxJob.__table__
     job = {"attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
     async with database.write() as conn:
         for uid, role in (("s", "student"), ("t", "teacher")):
-            await conn.execute(
+            await conn.run(
                 User.__table__.insert().values(
                     id=uid, role=role, name=uid, created_at=now, updated_at=now
                 )
             )
-        await conn.execute(
+        await conn.run(
             Enrollment.__table__.insert().values(
                 id="e",
                 student_id="s",
@@ -83,22 +75,20 @@ async def test_0004_gives_waiting_jobs_their_lanes_and_keeps_ids_unique(
                 updated_at=now,
             )
         )
-        chat = (
-            await conn.execute(
-                Chat.__table__.insert()
-                .values(
-                    enrollment_id="e",
-                    type="forum_subject",
-                    title="Maths · s",
-                    subject_id="m",
-                    subject_name="Maths",
-                    is_active=True,
-                    created_at=now,
-                    last_activity_at=now,
-                )
-                .returning(Chat.__table__.c.id)
+        chat = await conn.value(
+            Chat.__table__.insert()
+            .values(
+                enrollment_id="e",
+                type="forum_subject",
+                title="Maths · s",
+                subject_id="m",
+                subject_name="Maths",
+                is_active=True,
+                created_at=now,
+                last_activity_at=now,
             )
-        ).scalar_one()
+            .returning(Chat.__table__.c.id)
+        )
         answer = {"entity_type": "user", "entity_id": 4001, "content": "hi"}
         rows = [
             (chat, "post_message", {"message_id": 4}, "pending"),
@@ -112,13 +102,16 @@ async def test_0004_gives_waiting_jobs_their_lanes_and_keeps_ids_unique(
             stmt = outbox.insert().values(
                 chat_id=chat_id, kind=kind, payload=payload, status=status, **job
             )
-            ids.append((await conn.execute(stmt.returning(outbox.c.id))).scalar_one())
-        await conn.execute(delete(outbox).where(outbox.c.id == ids[-1]))  # the newest, gone
+            ids.append(await conn.value(stmt.returning(outbox.c.id)))
+        await conn.run(delete(outbox).where(outbox.c.id == ids[-1]))  # the newest, gone
 
     await migrate.upgrade(database)
 
     async with database.read() as conn:
-        got = (await conn.execute(select(outbox.c.id, outbox.c.lane, outbox.c.message_id))).all()
+        got = [
+            (r["id"], r["lane"], r["message_id"])
+            for r in await conn.rows(select(outbox.c.id, outbox.c.lane, outbox.c.message_id))
+        ]
     assert sorted(got) == [
         (ids[0], f"chat:{chat}", None),
         (ids[1], "user:4001", None),
@@ -127,5 +120,5 @@ async def test_0004_gives_waiting_jobs_their_lanes_and_keeps_ids_unique(
     ]
     async with database.write() as conn:
         await q.enqueue(conn, "send_text", {}, chat_id=None, lane="user:1", now=now)
-        newest = (await conn.execute(select(func.max(outbox.c.id)))).scalar_one()
+        newest = await conn.value(select(func.max(outbox.c.id)))
     assert newest > ids[-1]

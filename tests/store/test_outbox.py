@@ -4,6 +4,7 @@ claim, leases, attempts, dead letters and retries."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ async def make_chats(db: Database, n: int) -> list[int]:
     async with db.write() as conn:
         for uid, role in (("s", "student"), ("t", "teacher")):
             await user_store.upsert_user(conn, {"id": uid, "role": role, "name": uid}, now)
-        await forum.insert_enrollment(
+        await forum.claim_enrollment(
             conn,
             {
                 "id": "e",
@@ -78,7 +79,8 @@ async def add(
     now = at.get("now", utcnow())
     async with db.write() as conn:
         await q.enqueue(conn, kind, {"n": 1}, chat_id=chat_id, now=now, lane=lane)
-        return (await conn.execute(select(OutboxJob.id).order_by(OutboxJob.id.desc()))).scalar()
+        newest: int = await conn.value(select(OutboxJob.id).order_by(OutboxJob.id.desc()))
+    return newest
 
 
 async def claim(db: Database, *, now: datetime | None = None, limit: int = 10) -> list[int]:
@@ -260,15 +262,20 @@ async def test_concurrent_claims_never_take_the_same_job(db: Database) -> None:
 
 async def add_many(db: Database, n: int, *, lane: str) -> list[int]:
     now = utcnow()
+    job = {"chat_id": None, "lane": lane, "message_id": None, "kind": "send_text"}
+    times = {"next_attempt_at": now, "created_at": now, "updated_at": now}
     async with db.write() as conn:
-        await conn.execute(
+        await conn.run(
             OutboxJob.__table__.insert(),
-            [q.new_job("send_text", {"n": i}, chat_id=None, lane=lane, now=now) for i in range(n)],
+            [
+                {**job, "payload": {"n": i}, "status": "pending", "attempts": 0, **times}
+                for i in range(n)
+            ],
         )
-        rows = await conn.execute(
+        rows = await conn.rows(
             select(OutboxJob.id).where(OutboxJob.lane == lane).order_by(OutboxJob.id)
         )
-        return list(rows.scalars())
+    return [r["id"] for r in rows]
 
 
 async def test_a_busy_lane_does_not_hold_back_the_others(db: Database) -> None:
@@ -299,7 +306,23 @@ async def test_lanes_are_taken_by_the_age_of_their_head_up_to_the_limit(db: Data
 async def test_the_claim_costs_the_same_however_many_jobs_wait_in_a_lane(db: Database) -> None:
     """The claim seeks from lane to lane in an index; it never walks a lane's jobs."""
 
+    class Undo(Exception):
+        """Rolls the claim back: the next measure is on the same jobs."""
+
     async def claim_steps() -> int:
+        seen: list[tuple[str, list[Any]]] = []
+        stop = db.on_statement(lambda sql, args: seen.append((sql, list(args))))
+        try:
+            now = utcnow()
+            with pytest.raises(Undo):
+                async with db.write() as conn:
+                    await q.claim(conn, now=now, lease_until=now + LEASE, limit=8)
+                    raise Undo
+        finally:
+            stop()
+        [(sql, args)] = seen
+        # The same statement again, on a connection of its own that counts SQLite's virtual
+        # machine steps, and rolled back too.
         steps = 0
 
         def count() -> int:
@@ -307,16 +330,15 @@ async def test_the_claim_costs_the_same_however_many_jobs_wait_in_a_lane(db: Dat
             steps += 1
             return 0  # go on
 
-        async with db.sqlite_turn() as raw:
-            raw.set_progress_handler(count, 100)  # called every 100 VM instructions
+        raw = sqlite3.connect(str(db.url.database), isolation_level=None)
         try:
-            now = utcnow()
-            async with db.write() as conn:
-                await q.claim(conn, now=now, lease_until=now + LEASE, limit=8)
-                await conn.rollback()  # measure again on the same jobs
+            raw.set_progress_handler(count, 100)  # called every 100 VM instructions
+            raw.execute("BEGIN")
+            claimed = raw.execute(sql, args).fetchall()
+            raw.execute("ROLLBACK")
         finally:
-            async with db.sqlite_turn() as raw:
-                raw.set_progress_handler(None, 0)
+            raw.close()
+        assert claimed
         return steps
 
     [chat] = await make_chats(db, 1)

@@ -77,14 +77,12 @@ class Site:
         self.config = config
         self._url = database.url.render_as_string(hide_password=False)
         # The test database's connection settings (its PostgreSQL schema, say).
-        self._connect_args = dict(getattr(database, "_connect_args", {}))
+        self._connect_args = dict(database.connect_args)
         self.server: Any = None
         self.port: int | None = None
 
     def open_database(self) -> Database:
-        if self._connect_args:
-            return Database(self._url, connect_args=self._connect_args)
-        return Database(self._url)
+        return Database(self._url, connect_args=self._connect_args)
 
     async def start(self) -> None:
         app = create_app(self.config, db=self.open_database())

@@ -4,19 +4,21 @@ indexed queries, whatever the size of the log."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from bridge.feed.events import EventLog
 from bridge.feed.history import History
 from bridge.feed.sequencer import load_events
 from handlers.keys import SERVICES
-from store import log, migrate
+from store import events as log
+from store import migrate
 from store.db import Database
 from store.models import EventAudience
 from tests.world import World
@@ -33,7 +35,7 @@ async def db(database: Database) -> AsyncIterator[Database]:
 
 async def append(db: Database, chat_id: int, audience: frozenset[str] | None) -> int:
     async with db.write() as conn:
-        event = await EventLog(db).append(conn, "chat.deleted", chat_id, {}, NOW, audience=audience)
+        event = await EventLog().append(conn, "chat.deleted", chat_id, {}, NOW, audience=audience)
     assert event.audience == audience
     return event.id
 
@@ -80,7 +82,7 @@ async def test_pruning_removes_the_audience_rows_too(db: Database) -> None:
     async with db.write() as conn:
         await log.prune_before(conn, NOW + timedelta(seconds=1))
     async with db.read() as conn:
-        left = (await conn.execute(select(func.count()).select_from(EventAudience))).scalar()
+        left = await conn.value(select(func.count()).select_from(EventAudience))
     assert left == 0
 
 
@@ -91,24 +93,26 @@ async def test_a_replay_page_is_two_indexed_queries(client: TestClient, world: W
     await world.post(student, chat_id, "hello")
     seen: list[tuple[str, Any]] = []
 
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
+    def capture(statement: str, parameters: Any) -> None:
+        seen.append((statement, list(parameters)))
 
-    engine = rt.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", capture)
+    stop = rt.db.on_statement(capture)
     try:
         page = await History(rt).replay(0, chat_ids=[chat_id], user_id=student, limit=500)
     finally:
-        event.remove(engine, "before_cursor_execute", capture)
+        stop()
     assert page is not None and [e.type for e in page][-1] == "message.created"
     on_log = [(s, p) for s, p in seen if "FROM events" in s]
     assert len(on_log) == 2
     assert not any(" LIKE " in s.upper() for s, _ in seen)
     if not rt.db.is_sqlite:
         return  # PostgreSQL's plans depend on table statistics: bench/replay.py watches them
-    async with rt.db.read() as conn:
+    raw = sqlite3.connect(str(rt.db.url.database))
+    try:
         for statement, parameters in on_log:
-            plan = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            plan = raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
             steps = [row[3] for row in plan]
             # Every read of the log goes through an index, never a walk through the table.
             assert not any(step.startswith("SCAN") for step in steps), steps
+    finally:
+        raw.close()

@@ -22,7 +22,7 @@ async def db(database: Database) -> AsyncIterator[Database]:
 
 
 async def append(db: Database, count: int, chat_id: int = 7) -> list[FeedEvent]:
-    log = EventLog(db)
+    log = EventLog()
     out = []
     for i in range(count):
         async with db.write() as conn:

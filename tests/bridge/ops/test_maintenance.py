@@ -18,8 +18,8 @@ from bridge.forum.linking import FORGET_FAILURES_AFTER
 from bridge.ops.maintenance import Maintenance, MaintenanceTuning
 from bridge.ops.metrics import Metrics
 from bridge.runtime import Runtime, utcnow
-from store import deliveries, migrate
-from store import log as event_store
+from store import events as event_store
+from store import migrate, webhook_keys
 from store import outbox as outbox_store
 from store import users as user_store
 from store.db import Database
@@ -39,7 +39,8 @@ async def rt(database: Database, config_data: dict[str, Any]) -> AsyncIterator[R
 
 async def count(db: Database, model: Any) -> int:
     async with db.read() as conn:
-        return (await conn.execute(select(func.count()).select_from(model))).scalar_one()
+        found: int = await conn.value(select(func.count()).select_from(model))
+    return found
 
 
 async def test_prune_removes_only_what_is_past_retention(rt: Runtime) -> None:
@@ -50,7 +51,7 @@ async def test_prune_removes_only_what_is_past_retention(rt: Runtime) -> None:
             await event_store.append(
                 conn, chat_id=1, type="read", payload="{}", audience=None, created_at=at
             )
-            await deliveries.record(conn, f"key-{at.timestamp()}", at)
+            await webhook_keys.record(conn, f"key-{at.timestamp()}", at)
             await outbox_store.enqueue(conn, "send_text", {}, chat_id=None, now=at, lane="user:1")
         for job_id, at in ((1, now - timedelta(days=2)), (2, now)):
             await outbox_store.complete(conn, job_id, now=at)

@@ -216,7 +216,7 @@ async def test_echo_of_a_relayed_web_message_is_dropped(
     web = await world.post(forum.student, forum.subject_chat, "My homework")
     pachca_id = next_message_id()
     async with database.write() as conn:  # what the outbox records after posting it
-        await conn.execute(
+        await conn.run(
             update(Message.__table__)
             .where(Message.__table__.c.id == web["id"])
             .values(pachca_message_id=pachca_id)
@@ -256,7 +256,7 @@ async def test_teacher_reply_to_a_web_message_keeps_the_reply_link(
     web = await world.post(forum.student, forum.subject_chat, "Question")
     pachca_id = next_message_id()
     async with database.write() as conn:
-        await conn.execute(
+        await conn.run(
             update(Message.__table__)
             .where(Message.__table__.c.id == web["id"])
             .values(pachca_message_id=pachca_id)
