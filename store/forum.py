@@ -273,9 +273,7 @@ def _chat_list(
         .order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
     )
     return prepared(
-        lambda dialect: statement.add_columns(
-            reactions_column(dialect, last.c.id, "m_reactions")
-        )
+        lambda dialect: statement.add_columns(reactions_column(dialect, last.c.id, "m_reactions"))
     )
 
 

@@ -20,7 +20,6 @@ WITH_SENDER = select(
 ).join(users, users.c.id == messages.c.sender_id)
 
 
-
 def with_reactions(dialect: str) -> Select[Any]:
     """WITH_SENDER and the message's reactions (``reactions``): what a message object needs."""
     return WITH_SENDER.add_columns(reactions_column(dialect, messages.c.id, "reactions"))

@@ -34,10 +34,7 @@ def reactions_column(dialect: str, message_id: ColumnElement[Any], name: str) ->
         item = func.json_array(reactions.c.id, reactions.c.emoji, reactions.c.user_id)
         aggregate = func.json_group_array(item, type_=JSON)
     return (
-        select(aggregate)
-        .where(reactions.c.message_id == message_id)
-        .scalar_subquery()
-        .label(name)
+        select(aggregate).where(reactions.c.message_id == message_id).scalar_subquery().label(name)
     )
 
 
@@ -55,10 +52,11 @@ _OF_USER = prepared(
     .order_by(reactions.c.id)
 )
 _INSERT = prepared(reactions.insert())
+# One user's reaction with one emoji (bind names apart from the columns, for UPDATE).
 _ONE = (
-    reactions.c.message_id == bindparam("message_id"),
-    reactions.c.user_id == bindparam("user_id"),
-    reactions.c.emoji == bindparam("emoji"),
+    reactions.c.message_id == bindparam("of_message"),
+    reactions.c.user_id == bindparam("of_user"),
+    reactions.c.emoji == bindparam("of_emoji"),
 )
 _DELETE = prepared(delete(reactions).where(*_ONE).returning(reactions.c.source))
 _SET_CREATED_AT = prepared(update(reactions).where(*_ONE).values(created_at=bindparam("at")))
@@ -115,7 +113,7 @@ async def add(
 
 async def remove(tx: Tx, message_id: int, user_id: str, emoji: str) -> str | None:
     """Delete the reaction; its source, or None when the user did not hold it."""
-    row = await tx.first(_DELETE, {"message_id": message_id, "user_id": user_id, "emoji": emoji})
+    row = await tx.first(_DELETE, {"of_message": message_id, "of_user": user_id, "of_emoji": emoji})
     return row["source"] if row is not None else None
 
 
@@ -124,7 +122,7 @@ async def set_created_at(
 ) -> None:
     await tx.run(
         _SET_CREATED_AT,
-        {"message_id": message_id, "user_id": user_id, "emoji": emoji, "at": created_at},
+        {"of_message": message_id, "of_user": user_id, "of_emoji": emoji, "at": created_at},
     )
 
 

@@ -94,7 +94,7 @@ async def test_a_reaction_shows_in_message_objects_and_on_the_event_log(
     await ok(await unreact(world, pair.teacher, message["id"], THUMBS))
 
     assert await reactions_of(world, pair.student, pair.chat, message["id"]) == []
-    added, removed = await events(client, world, since)
+    _added, removed = await events(client, world, since)
     assert removed["type"] == "reaction.removed"
     assert {k: removed[k] for k in ("message_id", "user_id", "emoji")} == {
         "message_id": message["id"],

@@ -37,9 +37,7 @@ def upgrade() -> None:
             name=op.f("fk_reactions_message_id_messages"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_reactions_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_reactions_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reactions")),
         sa.UniqueConstraint(
             "message_id", "user_id", "emoji", name=op.f("uq_reactions_message_id_user_id_emoji")
