@@ -125,6 +125,5 @@ def may_be_in_thread(
     if pachca_user_id == bot_user_id or pachca_user_id in staff_user_ids:
         return True
     return chat_type is not None and any(
-        account == pachca_user_id and can_view(role, chat_type, True)
-        for account, role in partners
+        account == pachca_user_id and can_view(role, chat_type, True) for account, role in partners
     )

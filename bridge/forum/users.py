@@ -73,4 +73,3 @@ class Users:
             await user_store.revoke_link_codes(conn, user_id)
             await user_store.add_link_code(conn, code, user_id, expires_at)
         return {"code": code, "expires_at": views.iso(expires_at)}
-
