@@ -32,6 +32,7 @@ from bot.models import (
     MessageUpdateRequest,
     PachcaMessage,
     PachcaThread,
+    ReactionRequest,
     WebhookEventPage,
     WebhookEventsResponse,
 )
@@ -220,6 +221,23 @@ class PachcaClient:
         """POST /chats/{id}/members; for a thread pass `thread.chat_id`, not `thread.id`."""
         body = AddMembersRequest(member_ids=member_ids, silent=silent)
         await self._send("POST", f"/chats/{int(chat_id)}/members", body=body)
+
+    async def remove_chat_member(self, chat_id: int, user_id: int) -> None:
+        """DELETE /chats/{id}/members/{user_id}; for a thread pass `thread.chat_id`. The chat's
+        owner cannot be removed."""
+        await self._send("DELETE", f"/chats/{int(chat_id)}/members/{int(user_id)}")
+
+    # --- reactions ------------------------------------------------------------------------
+
+    async def add_reaction(self, message_id: int, code: str) -> None:
+        """POST /messages/{id}/reactions: the caller's reaction; one already set stays as it is."""
+        body = ReactionRequest(code=code)
+        await self._send("POST", f"/messages/{int(message_id)}/reactions", body=body)
+
+    async def remove_reaction(self, message_id: int, code: str) -> None:
+        """DELETE /messages/{id}/reactions?code=...: the caller's own reaction."""
+        path = f"/messages/{int(message_id)}/reactions"
+        await self._send("DELETE", path, params={"code": code})
 
     # --- webhook history ------------------------------------------------------------------
 

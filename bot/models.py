@@ -61,6 +61,11 @@ class AddMembersRequest(_Request):
     silent: bool | None = None
 
 
+class ReactionRequest(_Request):
+    code: str  # the emoji itself
+    name: str | None = None  # the spec: a custom emoji's name
+
+
 # --- responses ------------------------------------------------------------------------------
 
 

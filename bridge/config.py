@@ -154,6 +154,8 @@ class PachcaConfig(_Section):
     rate_global: float = Field(default=50, gt=0)
     max_attempts: PositiveInt = 10
     request_timeout_s: float = Field(default=10, gt=0)
+    # Pachca users who may stay in any forum thread (a chat_member webhook never removes them).
+    staff_user_ids: list[int] = Field(default_factory=list)
 
     @property
     def signing_secrets(self) -> list[str]:

@@ -6,6 +6,7 @@ same answer, and the store can turn a user's scope into one SQL filter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -103,3 +104,26 @@ def can_type(role: str, sees_chat: bool) -> bool:
     only roles that post may type; each of them sees only chats it takes part in, so seeing
     the chat is enough."""
     return sees_chat and RULES[Role(role)].posts
+
+
+# --- Pachca threads ------------------------------------------------------------------------
+
+
+def may_be_in_thread(
+    pachca_user_id: int,
+    *,
+    chat_type: str | None,
+    partners: Iterable[tuple[int | None, str]],
+    bot_user_id: int | None,
+    staff_user_ids: Iterable[int],
+) -> bool:
+    """Whether a Pachca account may be a member of a forum chat's thread: the bot, staff
+    (``pachca.staff_user_ids``), or the account of one of the chat's partners - its teacher
+    or tutor, ``(pachca_user_id, platform role)`` - whose role sees the chat. Nobody else: the
+    student is on the web, and a thread shows everything the chat says. ``chat_type`` None: the
+    chat is deleted and has no partners any more."""
+    if pachca_user_id == bot_user_id or pachca_user_id in staff_user_ids:
+        return True
+    return chat_type is not None and any(
+        account == pachca_user_id and can_view(role, chat_type, True) for account, role in partners
+    )

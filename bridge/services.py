@@ -23,6 +23,7 @@ from bridge.feed.transport import Feed, MemoryFeed
 from bridge.forum.chats import ChatReader
 from bridge.forum.enrollments import Enrollments
 from bridge.forum.messages import MessageWriter
+from bridge.forum.reactions import Reactions
 from bridge.forum.users import Users
 from bridge.ops.maintenance import Maintenance
 from bridge.ops.metrics import Metrics
@@ -58,6 +59,7 @@ class Services:
     hub: Hub
     relay: Relay
     outbox_admin: OutboxAdmin
+    reactions: Reactions
     # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
     # ``build`` and before ``start``.
     worker: OutboxWorker
@@ -95,6 +97,7 @@ class Services:
             hub=hub,
             relay=Relay(rt),
             outbox_admin=OutboxAdmin(rt),
+            reactions=Reactions(rt),
             worker=worker,
             maintenance=Maintenance(rt, metrics),
             watcher=watcher,

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 
 from store.models import Chat, Enrollment, Message, Participant, User
+from store.reactions import reactions_column
 from store.tx import Prepared, Row, Tx, prepared
 from store.users import insert_for
 
@@ -257,7 +258,7 @@ def _chat_list(
         )
         .scalar_subquery()
     )
-    return prepared(
+    statement = (
         select(
             chats,
             unread.label("unread_count"),
@@ -270,6 +271,9 @@ def _chat_list(
         .outerjoin(sender, sender.c.id == last.c.sender_id)
         .where(*conditions)
         .order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
+    )
+    return prepared(
+        lambda dialect: statement.add_columns(reactions_column(dialect, last.c.id, "m_reactions"))
     )
 
 

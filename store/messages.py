@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, true, update
 
 from store.models import Message, User
+from store.reactions import reactions_column
 from store.tx import Row, Tx, prepared
 
 messages = Message.__table__
@@ -18,13 +19,21 @@ WITH_SENDER = select(
     users.c.role.label("sender_role"),
 ).join(users, users.c.id == messages.c.sender_id)
 
+
+def with_reactions(dialect: str) -> Select[Any]:
+    """WITH_SENDER and the message's reactions (``reactions``): what a message object needs."""
+    return WITH_SENDER.add_columns(reactions_column(dialect, messages.c.id, "reactions"))
+
+
 # Every posted or relayed message: its columns are the names of the values given.
 INSERT_MESSAGE = prepared(messages.insert().returning(messages.c.id))
 _GET = prepared(
-    WITH_SENDER.where(messages.c.id == bindparam("message_id"), messages.c.deleted_at.is_(None))
+    lambda dialect: with_reactions(dialect).where(
+        messages.c.id == bindparam("message_id"), messages.c.deleted_at.is_(None)
+    )
 )
 _BY_CLIENT_ID = prepared(
-    WITH_SENDER.where(
+    lambda dialect: with_reactions(dialect).where(
         messages.c.sender_id == bindparam("sender_id"),
         messages.c.client_id == bindparam("client_id"),
     )
@@ -96,7 +105,7 @@ async def page(
     return [r for r in rows if r["id"] is not None], rows[0]["total"]
 
 
-def _page_statement(before: bool) -> Select[Any]:
+def _page_statement(before: bool, dialect: str) -> Select[Any]:
     live = (messages.c.chat_id == bindparam("chat_id")) & messages.c.deleted_at.is_(None)
     total = select(func.count().label("total")).select_from(messages).where(live).subquery("n")
     ids = select(messages.c.id.label("page_id")).where(live)
@@ -116,6 +125,7 @@ def _page_statement(before: bool) -> Select[Any]:
             messages,
             users.c.name.label("sender_name"),
             users.c.role.label("sender_role"),
+            reactions_column(dialect, messages.c.id, "reactions"),
         )
         .select_from(
             total.outerjoin(page_ids, true())
@@ -126,5 +136,5 @@ def _page_statement(before: bool) -> Select[Any]:
     )
 
 
-_PAGE = prepared(_page_statement(before=False))
-_PAGE_BEFORE = prepared(_page_statement(before=True))
+_PAGE = prepared(lambda dialect: _page_statement(before=False, dialect=dialect))
+_PAGE_BEFORE = prepared(lambda dialect: _page_statement(before=True, dialect=dialect))

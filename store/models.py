@@ -155,6 +155,38 @@ class Message(Base):
     pachca_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class Reaction(Base):
+    """A user's emoji on a message: one row per (message, user, emoji)."""
+
+    __tablename__ = "reactions"
+    __table_args__ = (
+        UniqueConstraint("message_id", "user_id", "emoji"),
+        # A message's reactions in the order they were made (message objects list them so).
+        Index(None, "message_id", "id"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    emoji: Mapped[str] = mapped_column(String(64))
+    # Where it was made: web (the bot mirrors it on the Pachca copy) | pachca (a person's own).
+    source: Mapped[str] = mapped_column(String(8))
+    # When it was made (Pachca's time for a Pachca reaction): orders its new/delete webhooks.
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BotReaction(Base):
+    """An emoji the bot holds on a message's Pachca copy (for the web users who hold it)."""
+
+    __tablename__ = "pachca_bot_reactions"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
 class Event(Base):
     """The append-only feed log. ``id`` is the event_id clients see."""
 

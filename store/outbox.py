@@ -354,6 +354,24 @@ async def prune_done(tx: Tx, cutoff: datetime) -> int:
     return await tx.run(delete(outbox).where(outbox.c.status == DONE, outbox.c.updated_at < cutoff))
 
 
+_UNFINISHED_PAYLOADS = prepared(
+    select(outbox.c.payload)
+    .where(
+        outbox.c.chat_id == bindparam("chat_id"),
+        outbox.c.kind == bindparam("kind"),
+        outbox.c.status.in_([PENDING, DEAD]),
+    )
+    .order_by(outbox.c.id)
+)
+
+
+async def unfinished_payloads(tx: Tx, chat_id: int, kind: str) -> list[dict[str, Any]]:
+    """The payloads of a chat's jobs of one kind that have not run to the end (pending or
+    dead): what deleting the chat would drop undone."""
+    rows = await tx.rows(_UNFINISHED_PAYLOADS, {"chat_id": chat_id, "kind": kind})
+    return [r["payload"] for r in rows]
+
+
 async def get_job(tx: Tx, job_id: int) -> Row | None:
     return await tx.first(select(outbox).where(outbox.c.id == job_id))
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from store.forum import CHAT_WITH_PARTICIPANTS
-from store.messages import WITH_SENDER
+from store.messages import with_reactions
 from store.models import Chat, Message, Participant, User
 from store.tx import Row, Tx, prepared
 
@@ -33,7 +33,12 @@ _CHAT_THREAD = prepared(
 # The values given besides ``chat_id`` are the columns set.
 _SET_CHAT_THREAD = prepared(update(chats).where(chats.c.id == bindparam("chat_id")))
 _PARTNERS = prepared(
-    select(participants.c.user_id, participants.c.role, users.c.pachca_user_id)
+    select(
+        participants.c.user_id,
+        participants.c.role,
+        users.c.pachca_user_id,
+        users.c.role.label("user_role"),
+    )
     .join(users, users.c.id == participants.c.user_id)
     .where(
         participants.c.chat_id == bindparam("chat_id"),
@@ -69,7 +74,11 @@ _SET_MESSAGE_PACHCA_ID = prepared(
 
 # --- Pachca's ids -> the forum -----------------------------------------------------------------
 
-_MESSAGE = prepared(WITH_SENDER.where(messages.c.pachca_message_id == bindparam("pachca_id")))
+_MESSAGE = prepared(
+    lambda dialect: with_reactions(dialect).where(
+        messages.c.pachca_message_id == bindparam("pachca_id")
+    )
+)
 _THREAD_CHAT = prepared(
     CHAT_WITH_PARTICIPANTS.where(chats.c.pachca_thread_chat_id == bindparam("thread_chat_id"))
 )
@@ -107,7 +116,8 @@ async def set_chat_thread(tx: Tx, chat_id: int, **values: Any) -> None:
 
 async def partners(tx: Tx, chat_id: int, roles: Sequence[str]) -> list[Row]:
     """The chat's participants in one of ``roles`` (the policy's partner roles: teacher,
-    tutor), with their Pachca account (user_id, role, pachca_user_id; null when unlinked)."""
+    tutor), with their Pachca account (user_id, role, pachca_user_id - null when unlinked -,
+    and user_role, their platform role)."""
     return await tx.rows(_PARTNERS, {"chat_id": chat_id, "roles": list(roles)})
 
 

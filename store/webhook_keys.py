@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 
 from store.models import WebhookDelivery
 from store.tx import Tx, prepared
@@ -31,6 +31,14 @@ _RECORD = prepared(
 async def record(tx: Tx, key: str, now: datetime) -> bool:
     """Record a delivery key: True when it is new, False for a duplicate."""
     return await tx.first(_RECORD, {"key": key, "received_at": now}) is not None
+
+
+_SEEN = prepared(select(deliveries.c.key).where(deliveries.c.key == bindparam("key")))
+
+
+async def seen(tx: Tx, key: str) -> bool:
+    """Whether an event with this key was processed (and its key not pruned yet)."""
+    return await tx.first(_SEEN, {"key": key}) is not None
 
 
 async def prune_before(tx: Tx, cutoff: datetime) -> int:

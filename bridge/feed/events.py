@@ -19,6 +19,8 @@ CHAT_CREATED = "chat.created"
 CHAT_UPDATED = "chat.updated"
 CHAT_DELETED = "chat.deleted"
 READ = "read"
+REACTION_ADDED = "reaction.added"
+REACTION_REMOVED = "reaction.removed"
 
 
 @dataclass(frozen=True, slots=True)

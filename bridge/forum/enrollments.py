@@ -16,6 +16,7 @@ from bridge.errors import NotFound, UnknownUser
 from bridge.feed import events as ev
 from bridge.forum import views
 from bridge.forum.inputs import EnrollmentIn
+from bridge.pachca import membership
 from bridge.pachca.jobs import ADD_MEMBER, OPEN_THREAD
 from bridge.policy import ChatType, Role
 from bridge.runtime import Runtime, utcnow
@@ -99,6 +100,8 @@ async def sync_chats(
         if changes:
             await forum.update_chats(conn, [chat_id], changes)
             updated[chat_id] = None
+            if "is_active" in changes:
+                await membership.activity_changed(conn, chat_id, want.active, now)
         members = await forum.participant_ids(conn, chat_id)
         # The student can change too (a PUT naming another student_id): replaced the same way.
         for part, user_id in ((Role.STUDENT, student["id"]), (want.partner_role, want.partner_id)):
@@ -109,6 +112,8 @@ async def sync_chats(
                 await forum.remove_participant(conn, chat_id, uid)
             await forum.add_participant(conn, chat_id, user_id, part)
             if part != Role.STUDENT:  # students are on the web, not in the Pachca thread
+                # The old teacher or tutor leaves the thread first, then the new one joins.
+                await membership.partner_replaced(conn, chat_id, old, now)
                 await outbox_store.enqueue(
                     conn,
                     ADD_MEMBER,
@@ -124,6 +129,7 @@ async def sync_chats(
         # No tutor any more: the conversation stays readable but takes no new messages.
         await forum.update_chats(conn, [tutor_chat["id"]], {"is_active": False})
         updated[tutor_chat["id"]] = None
+        await membership.activity_changed(conn, tutor_chat["id"], False, now)
 
     return await chat_events(rt, conn, created, updated, now)
 
@@ -194,6 +200,8 @@ class Enrollments:
                 raise NotFound("no such enrollment")
             chats = await forum.chats_of_enrollment(conn, enrollment_id)
             audiences = {c["id"]: set(await forum.participant_ids(conn, c["id"])) for c in chats}
+            for chat in chats:  # before the chats (and their pending jobs) go
+                await membership.enrollment_deleting(conn, chat, now)
             await forum.delete_enrollment(conn, enrollment_id)
             events = [
                 await self.rt.events.append(

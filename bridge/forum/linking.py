@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from bridge.forum import link_codes
-from bridge.forum.users import enqueue_membership
+from bridge.pachca import membership
 from store import users as user_store
 from store.tx import Tx
 
@@ -48,7 +48,8 @@ async def link_account(conn: Tx, code: str, pachca_user_id: int, now: datetime) 
     as a wrong one, and the one that reaches the limit says so (``blocked_until``).
 
     The Pachca account is taken off any other platform user first (one account, one user),
-    and a teacher or tutor whose account changed is queued to join their threads.
+    and the threads follow (bridge/pachca/membership.py ``account_moves``): a teacher or tutor
+    whose account changed joins their threads, the account leaves the threads it was in.
     """
     await user_store.lock_link_attempts(conn, pachca_user_id)
     if await blocked_until(conn, pachca_user_id, now) is not None:
@@ -88,8 +89,9 @@ async def _spend(conn: Tx, typed: str, pachca_user_id: int, now: datetime) -> Li
             return LinkResult(LinkStatus.UNKNOWN)
         return LinkResult(LinkStatus.USED if row["used_at"] is not None else LinkStatus.EXPIRED)
     before = await user_store.get_user(conn, user_id)
+    old = before["pachca_user_id"] if before is not None else None
+    if old != pachca_user_id:  # before the change: it reads who holds the account now
+        await membership.account_moves(conn, user_id, old, pachca_user_id, now)
     await user_store.clear_pachca_user_id(conn, pachca_user_id, keep=user_id)
     await user_store.set_pachca_user_id(conn, user_id, pachca_user_id)
-    if before is None or before["pachca_user_id"] != pachca_user_id:
-        await enqueue_membership(conn, user_id, now)
     return LinkResult(LinkStatus.LINKED, await user_store.get_user(conn, user_id))

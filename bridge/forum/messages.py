@@ -77,7 +77,7 @@ async def add_message(
 
 
 # The columns a new message's row may leave out.
-_NEW_MESSAGE = {"edited_at": None, "reply_to_id": None, "client_id": None}
+_NEW_MESSAGE = {"edited_at": None, "reply_to_id": None, "client_id": None, "reactions": None}
 
 
 class MessageWriter:

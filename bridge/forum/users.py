@@ -5,17 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from bridge import policy
 from bridge.errors import InvalidRequest, NotFound, UnknownUser
 from bridge.feed.transport import USER_CHANGED, Control
 from bridge.forum import link_codes, views
 from bridge.forum.enrollments import sync_chats
 from bridge.forum.inputs import UserIn
-from bridge.pachca.jobs import ADD_MEMBER
+from bridge.pachca import membership
 from bridge.policy import Role
 from bridge.runtime import Runtime, utcnow
 from store import forum
-from store import outbox as outbox_store
 from store import users as user_store
 
 LINK_CODE_TTL = timedelta(minutes=15)
@@ -38,6 +36,9 @@ class Users:
                 if tutor is None or tutor["role"] != Role.TUTOR:
                     raise UnknownUser(f"tutor_id {body.tutor_id!r} names no known tutor")
             before = await user_store.get_user(conn, user_id)
+            old_account = before["pachca_user_id"] if before is not None else None
+            if old_account != body.pachca_user_id:  # before the change: it reads who holds it
+                await membership.account_moves(conn, user_id, old_account, body.pachca_user_id, now)
             if body.pachca_user_id is not None:
                 await user_store.clear_pachca_user_id(conn, body.pachca_user_id, keep=user_id)
             await user_store.upsert_user(conn, values, now)
@@ -47,10 +48,6 @@ class Users:
             if before is not None and before["tutor_id"] != body.tutor_id:
                 for enrollment in await forum.enrollments_of_student(conn, user_id):
                     events += await sync_chats(self.rt, conn, enrollment, row, now)
-            if body.pachca_user_id is not None and (
-                before is None or before["pachca_user_id"] != body.pachca_user_id
-            ):
-                await enqueue_membership(conn, user_id, now)
         await self.rt.publish(events)
         if before is not None and before["role"] != row["role"]:
             # Open sockets were opened for the old role: every instance closes them (4401).
@@ -76,11 +73,3 @@ class Users:
             await user_store.revoke_link_codes(conn, user_id)
             await user_store.add_link_code(conn, code, user_id, expires_at)
         return {"code": code, "expires_at": views.iso(expires_at)}
-
-
-async def enqueue_membership(conn: Any, user_id: str, now: Any) -> None:
-    """A teacher's or tutor's Pachca account became known: add them to their threads."""
-    for chat_id in await forum.partner_chats(conn, user_id, policy.PARTNER_ROLES):
-        await outbox_store.enqueue(
-            conn, ADD_MEMBER, {"chat_id": chat_id, "user_id": user_id}, chat_id=chat_id, now=now
-        )

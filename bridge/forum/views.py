@@ -53,8 +53,19 @@ def message_obj(
         "reply_to_id": col("reply_to_id"),
         "source": col("source"),
         "read_by": read_by(col("id"), col("sender_id"), marks),
+        "reactions": reactions(col("reactions")),
         "client_id": col("client_id"),
     }
+
+
+def reactions(made: Sequence[Sequence[Any]] | None) -> list[dict[str, Any]]:
+    """A message's reactions as its object lists them: one entry per emoji, in the order
+    first used, each with its holders in the order they reacted. ``made``: the store's
+    ``[id, emoji, user_id]`` items (store/reactions.py), in any order."""
+    groups: dict[str, list[str]] = {}
+    for _id, emoji, user_id in sorted(made or (), key=lambda item: item[0]):
+        groups.setdefault(emoji, []).append(user_id)
+    return [{"emoji": emoji, "user_ids": holders} for emoji, holders in groups.items()]
 
 
 def chat_obj(record: ChatRecord, *, with_unread: bool = True) -> dict[str, Any]:

@@ -21,8 +21,10 @@ from bot.client import PachcaClient, PachcaError
 from bot.mentions import neutralise
 from bridge import policy
 from bridge.pachca.pacing import Pacer, WaitTooLong
-from bridge.runtime import Runtime
+from bridge.runtime import Runtime, utcnow
+from store import outbox as outbox_store
 from store import pachca_links as links
+from store import reactions as reaction_store
 from store.tx import Tx
 
 log = structlog.get_logger("bridge.outbox")
@@ -34,6 +36,19 @@ POST_MESSAGE = "post_message"  # {"message_id"}: post a web message into the thr
 EDIT_MESSAGE = "edit_message"  # {"message_id"}: follow an edit
 DELETE_MESSAGE = "delete_message"  # {"message_id"}: follow a deletion
 SEND_TEXT = "send_text"  # {"entity_type", "entity_id", "content"}: a bot answer
+# Threads follow the policy. With "thread_chat_id" / "thread_id" the payload names the thread
+# of a deleted chat: such jobs hang off no chat row (chat_id NULL), in the chat's lane.
+REMOVE_MEMBER = "remove_member"  # {"chat_id", "pachca_user_id"}: out of the thread's chat
+POST_NOTE = "post_note"  # {"chat_id", "note"}: the bot's note in the thread (NOTES)
+# {"message_id"}: the bot's reactions on the Pachca copy follow the emoji web users hold.
+SYNC_REACTIONS = "sync_reactions"
+
+# The bot's notes in a thread when its forum chat changes state.
+NOTES = {
+    "closed": "This forum chat is closed: replies here are no longer delivered to the student.",
+    "reopened": "This forum chat is open again: replies here reach the student.",
+    "deleted": "This forum chat was deleted: replies here are no longer delivered to anyone.",
+}
 
 T = TypeVar("T")
 Finish = Callable[[Tx], Awaitable[None]]
@@ -97,6 +112,9 @@ class Deliveries:
             EDIT_MESSAGE: self.edit_message,
             DELETE_MESSAGE: self.delete_message,
             SEND_TEXT: self.send_text,
+            REMOVE_MEMBER: self.remove_member,
+            POST_NOTE: self.post_note,
+            SYNC_REACTIONS: self.sync_reactions,
         }
 
     async def run(self, job: Job, client: PachcaClient) -> Done:
@@ -175,6 +193,8 @@ class Deliveries:
             await self._call(
                 None, lambda: client.add_chat_members(thread_chat_id, linked, silent=True)
             )
+            if await self._undo_if_deleted(chat_id, thread_chat_id, linked, client):
+                return Done(skipped="the chat was deleted meanwhile; members taken out again")
         return Done()
 
     async def _post_root(self, chat: Any, client: PachcaClient) -> int:
@@ -229,7 +249,28 @@ class Deliveries:
         await self._call(
             None, lambda: client.add_chat_members(thread_chat_id, [member], silent=True)
         )
+        if await self._undo_if_deleted(chat_id, thread_chat_id, [member], client):
+            return Done(skipped="the chat was deleted meanwhile; member taken out again")
         return Done()
+
+    async def _undo_if_deleted(
+        self, chat_id: int, thread_chat_id: int, members: list[int], client: PachcaClient
+    ) -> bool:
+        """Whether the chat was deleted while its members were being added - then its
+        closing jobs, queued behind this one, may have run before the call landed, so the
+        members are taken out again here."""
+        async with self.rt.db.read() as conn:
+            if await links.chat_thread(conn, chat_id) is not None:
+                return False
+        for member in members:
+            try:
+                await self._call(
+                    None, lambda m=member: client.remove_chat_member(thread_chat_id, m)
+                )
+            except PachcaError as exc:
+                if exc.status != 404:
+                    raise
+        return True
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -268,6 +309,10 @@ class Deliveries:
 
         async def record(conn: Tx) -> None:
             await links.set_message_pachca_id(conn, message_id, pachca_id)
+            # Reacted to before it was posted (its post job was dead and retried, say): the
+            # bot's reactions follow now that the copy exists.
+            if await reaction_store.has_web_reactions(conn, message_id):
+                await queue_reaction_sync(conn, message_id, m["chat_id"], utcnow())
 
         return Done(finish=record)
 
@@ -326,3 +371,141 @@ class Deliveries:
             ),
         )
         return Done()
+
+    # --- threads follow the policy: removals and notes ------------------------------------
+
+    async def remove_member(self, job: Job, client: PachcaClient) -> Done:
+        """Remove a Pachca account from a thread's chat, unless it may be there when the job
+        runs (the chat's teacher or tutor again, staff, the bot): the truth at run time, so
+        a teacher replaced and brought back is not removed.
+
+        A payload naming ``thread_chat_id`` is about a deleted chat's thread: nobody but the
+        bot and staff may stay there."""
+        p = job.payload
+        member = int(p["pachca_user_id"])
+        thread_chat_id = p.get("thread_chat_id")
+        chat_type: str | None = None
+        partners: list[tuple[int | None, str]] = []
+        if thread_chat_id is None:
+            chat_id = int(p["chat_id"])
+            async with self.rt.db.read() as conn:
+                chat = await links.chat_thread(conn, chat_id)
+                rows = await links.partners(conn, chat_id, policy.PARTNER_ROLES) if chat else []
+            if chat is None:
+                return Done(skipped="the chat was deleted")
+            thread_chat_id, chat_type = chat["pachca_thread_chat_id"], chat["type"]
+            if thread_chat_id is None:
+                # Opening the thread adds only whoever is the partner then.
+                return Done(skipped="the chat's Pachca thread is not open")
+            partners = [(r["pachca_user_id"], r["user_role"]) for r in rows]
+        cfg = self.rt.live.current.pachca
+        if policy.may_be_in_thread(
+            member,
+            chat_type=chat_type,
+            partners=partners,
+            bot_user_id=cfg.bot_user_id,
+            staff_user_ids=cfg.staff_user_ids,
+        ):
+            return Done(skipped="may be a member of the thread")
+        thread = int(thread_chat_id)
+        try:
+            await self._call(None, lambda: client.remove_chat_member(thread, member))
+        except PachcaError as exc:
+            if exc.status == 404:
+                return Done(skipped="not a member of the thread")
+            raise
+        log.info("removed from a pachca thread", thread_chat_id=thread, pachca_user_id=member)
+        return Done()
+
+    async def post_note(self, job: Job, client: PachcaClient) -> Done:
+        """The bot's note in a thread (NOTES). A payload naming ``thread_id`` is about a
+        deleted chat's thread."""
+        p = job.payload
+        content = NOTES[str(p["note"])]
+        thread_id = p.get("thread_id")
+        if thread_id is None:
+            async with self.rt.db.read() as conn:
+                chat = await links.chat_thread(conn, int(p["chat_id"]))
+            if chat is None:
+                return Done(skipped="the chat was deleted")
+            thread_id = chat["pachca_thread_id"]
+            if thread_id is None:
+                return Done(skipped="the chat's Pachca thread is not open")
+        thread = int(thread_id)
+        try:
+            await self._call(
+                f"thread:{thread}",
+                lambda: client.create_message(
+                    entity_type="thread", entity_id=thread, content=content
+                ),
+            )
+        except PachcaError as exc:
+            if is_gone(exc):
+                return Done(skipped="the thread is gone in Pachca")
+            raise
+        return Done()
+
+    # --- the bot's reactions -----------------------------------------------------------------
+
+    async def sync_reactions(self, job: Job, client: PachcaClient) -> Done:
+        """Make the bot's reactions on a message's Pachca copy what web users hold now: add
+        the emoji they hold that the bot does not, take back those nobody on the web holds any
+        longer. What the bot holds is kept in the database. Coalesced like edits (one waiting
+        job covers every change made before it starts), and every call is one Pachca repeats
+        harmlessly, so a retry after a failure midway just finishes the work."""
+        message_id = int(job.payload["message_id"])
+        async with self.rt.db.read() as conn:
+            m = await links.message_for_delivery(conn, message_id)
+            wanted = await reaction_store.web_emoji(conn, message_id)
+            held = await reaction_store.bot_emoji(conn, message_id)
+        if m is None:
+            return Done(skipped="the message is gone")
+        if m["deleted_at"] is not None:
+            return Done(skipped="the message was deleted")
+        pachca_id = m["pachca_message_id"]
+        if pachca_id is None:
+            return Done(skipped="not in Pachca; its post brings its reactions along")
+        added: list[str] = []
+        for emoji in (e for e in wanted if e not in held):
+            try:
+                await self._call(None, lambda e=emoji: client.add_reaction(pachca_id, e))
+            except PachcaError as exc:
+                if is_gone(exc):
+                    return Done(skipped="the Pachca copy is gone")
+                if exc.status != 422:
+                    raise
+                # Over one of Pachca's limits (20 emoji per user, 30 per message): the bot
+                # cannot hold this one; the forum still shows it.
+                log.warning(
+                    "pachca refused the bot's reaction",
+                    message_id=message_id,
+                    pachca_message_id=pachca_id,
+                    codes=exc.codes,
+                )
+                continue
+            added.append(emoji)
+        removed = sorted(held - set(wanted))
+        for emoji in removed:
+            try:
+                await self._call(None, lambda e=emoji: client.remove_reaction(pachca_id, e))
+            except PachcaError as exc:
+                if exc.status != 404:  # not held (any more): nothing to take back
+                    raise
+
+        async def record(conn: Tx) -> None:
+            await reaction_store.set_bot_emoji(conn, message_id, added=added, removed=removed)
+
+        return Done(finish=record)
+
+
+async def queue_reaction_sync(tx: Tx, message_id: int, chat_id: int, now: Any) -> None:
+    """Queue the job that makes the bot's reactions on the message's Pachca copy follow web
+    users' - unless one waits already: it will see this change too."""
+    await outbox_store.enqueue_unless_waiting(
+        tx,
+        SYNC_REACTIONS,
+        {"message_id": message_id},
+        chat_id=chat_id,
+        message_id=message_id,
+        now=now,
+    )

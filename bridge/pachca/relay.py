@@ -9,6 +9,9 @@ feed event, or a bot answer queued in the outbox) join the transaction. Nothing 
 half-written: if the transaction fails, the key goes with it and Pachca's redelivery gets a
 clean second try. Events are published after the commit.
 
+``reaction`` and ``chat_member`` events go the same way in modules of their own
+(bridge/pachca/reactions.py, bridge/pachca/membership.py); other kinds are ignored.
+
 What is relayed: a ``message`` event in a forum thread's chat (``chats.pachca_thread_chat_id``)
 from a linked Pachca user (``users.pachca_user_id``) whom the role policy lets post there, in an
 active chat. ``update`` and ``delete`` mirror onto the relayed message. Everything else is
@@ -40,19 +43,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import structlog
 
 from bot.commands import Command, UnknownCommand, parse_command
-from bot.webhooks import MessageWebhookPayload, UnknownPayload, WebhookPayload, delivery_key
+from bot.webhooks import (
+    ChatMemberWebhookPayload,
+    MessageWebhookPayload,
+    ReactionWebhookPayload,
+    UnknownPayload,
+    WebhookPayload,
+    delivery_key,
+)
 from bridge import policy
 from bridge.feed import events as ev
 from bridge.forum import views
 from bridge.forum.chats import ChatAccess, access_from_rows
 from bridge.forum.messages import add_message
 from bridge.pachca import commands as bot_commands
+from bridge.pachca.membership import MemberWebhooks
+from bridge.pachca.outcomes import Handled, Outcome
+from bridge.pachca.outcomes import dropped as _dropped
+from bridge.pachca.reactions import ReactionWebhooks
 from bridge.runtime import Runtime, utcnow
 from store import forum, webhook_keys
 from store import messages as message_store
@@ -67,26 +80,6 @@ ATTACHMENT_NOTE = "[attachment]"
 MAX_ID = 2**63 - 1
 # Failures worth a retry: the database (or the network to it) is unavailable, not the event.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StoreError, OSError, TimeoutError)
-
-
-class Outcome(StrEnum):
-    ACCEPTED = "accepted"  # a forum change: a message relayed, edited or deleted
-    COMMAND = "command"  # a bot command answered
-    DUPLICATE = "duplicate"  # seen before; nothing changed
-    DROPPED = "dropped"  # deliberately not relayed (the reason is logged)
-    IGNORED = "ignored"  # an event the bridge does not act on (reactions, unknown types...)
-    INVALID = "invalid"  # a known event with fields the bridge cannot use
-
-
-@dataclass(frozen=True, slots=True)
-class Handled:
-    outcome: Outcome
-    reason: str | None = None
-    events: tuple[ev.FeedEvent, ...] = ()
-
-
-def _dropped(reason: str) -> Handled:
-    return Handled(Outcome.DROPPED, reason)
 
 
 # --- the decision ------------------------------------------------------------------------------
@@ -254,12 +247,19 @@ class Relay:
 
     def __init__(self, rt: Runtime):
         self.rt = rt
+        # The other kinds of event the bridge acts on, each decided in a module of its own.
+        self.reactions = ReactionWebhooks(rt)
+        self.members = MemberWebhooks(rt)
 
     async def handle(self, payload: WebhookPayload | UnknownPayload) -> Handled:
         """Process one event. Database failures propagate (the caller answers 503 / retries);
         everything else ends in a Handled outcome."""
         if isinstance(payload, MessageWebhookPayload):
             result = await self._message(payload)
+        elif isinstance(payload, ReactionWebhookPayload):
+            result = await self.reactions.handle(payload)
+        elif isinstance(payload, ChatMemberWebhookPayload):
+            result = await self.members.handle(payload)
         else:
             result = Handled(Outcome.IGNORED, "unhandled_type")
         _log(payload, result)
@@ -427,6 +427,14 @@ def _log(payload: WebhookPayload | UnknownPayload, result: Handled) -> None:
             pachca_chat_id=payload.chat_id,
             pachca_user_id=payload.user_id,
         )
+    elif isinstance(payload, ReactionWebhookPayload):
+        fields.update(
+            pachca_message_id=payload.message_id,
+            pachca_chat_id=payload.chat_id,
+            pachca_user_id=payload.user_id,
+        )
+    elif isinstance(payload, ChatMemberWebhookPayload):
+        fields.update(pachca_chat_id=payload.chat_id, pachca_user_ids=payload.user_ids)
     if result.outcome in (Outcome.ACCEPTED, Outcome.COMMAND):
         log.debug("webhook event", **fields)
     else:

@@ -245,6 +245,35 @@ async def test_add_chat_members(api: respx.MockRouter, client: PachcaClient) -> 
     assert spec_errors("/components/schemas/AddMembersRequest", body, strict=True) == []
 
 
+async def test_remove_chat_member(api: respx.MockRouter, client: PachcaClient) -> None:
+    route = api.delete("/chats/2637266155/members/186").respond(204)
+
+    await client.remove_chat_member(2637266155, 186)
+
+    _, body = sent(route)
+    assert body is None
+
+
+async def test_add_and_remove_a_reaction(api: respx.MockRouter, client: PachcaClient) -> None:
+    reaction = {
+        "user_id": 1,
+        "created_at": "2025-05-15T14:30:00.000Z",
+        "code": "👍",
+        "name": ":+1:",
+    }
+    added = api.post("/messages/194275/reactions").respond(201, json=reaction)
+    removed = api.delete("/messages/194275/reactions").respond(204)
+
+    await client.add_reaction(194275, "👍")
+    await client.remove_reaction(194275, "👍")
+
+    _, body = sent(added)
+    assert body == {"code": "👍"}
+    assert spec_errors("/components/schemas/ReactionRequest", body, strict=True) == []
+    request, _ = sent(removed)
+    assert dict(request.url.params) == {"code": "👍"}
+
+
 async def test_list_webhook_events_returns_a_page(
     api: respx.MockRouter, client: PachcaClient
 ) -> None:

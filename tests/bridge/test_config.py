@@ -162,3 +162,9 @@ def test_a_refused_secret_is_never_quoted(monkeypatch: pytest.MonkeyPatch) -> No
     text = str(info.value) + repr(info.value.problems)
     assert "auth.jwt_secret" in text and "auth.service_tokens.0" in text
     assert "hunter2" not in text
+
+
+def test_staff_user_ids_are_pachca_user_ids() -> None:
+    assert parse_config({"pachca": {"staff_user_ids": [5, 6]}}).pachca.staff_user_ids == [5, 6]
+    assert parse_config({}).pachca.staff_user_ids == []
+    assert "pachca.staff_user_ids.0" in problems({"pachca": {"staff_user_ids": ["the boss"]}})

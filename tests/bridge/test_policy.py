@@ -113,3 +113,35 @@ def test_unknown_roles_and_chat_types_are_refused(bad: str) -> None:
         policy.can_view("student", bad, True)
     with pytest.raises(ValueError):
         policy.scope("u1", bad)
+
+
+# Who may be a member of a forum chat's Pachca thread: the chat's teacher or tutor (while
+# their role sees the chat), the bot and staff; nobody else, the student included.
+THREAD_CASES = [
+    # account, chat type, partners (account, role), expected
+    (42, "forum_subject", [(42, "teacher")], True),
+    (43, "forum_tutor", [(43, "tutor")], True),
+    (42, "forum_subject", [(42, "tutor")], False),  # a teacher become tutor: tutors never see it
+    (42, "forum_subject", [(7, "teacher")], False),  # someone else's account
+    (42, "forum_subject", [(None, "teacher")], False),  # the teacher is not linked
+    (1, "forum_subject", [], True),  # the bot
+    (555, "forum_tutor", [], True),  # staff
+    (555, None, [], True),  # staff stay in a deleted chat's thread too...
+    (42, None, [(42, "teacher")], False),  # ...nobody else does
+]
+
+
+@pytest.mark.parametrize(("account", "chat_type", "partners", "allowed"), THREAD_CASES)
+def test_who_may_be_in_a_thread(
+    account: int, chat_type: str | None, partners: list[tuple[int | None, str]], allowed: bool
+) -> None:
+    assert (
+        policy.may_be_in_thread(
+            account,
+            chat_type=chat_type,
+            partners=partners,
+            bot_user_id=1,
+            staff_user_ids=[555],
+        )
+        is allowed
+    )

@@ -9,8 +9,10 @@ request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -59,6 +61,66 @@ async def count(statements: Statements, request: Any) -> tuple[int, list[str]]:
     return len(seen), seen
 
 
+# --- what message objects carry besides their text ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Something message objects carry besides their text, loaded by the list statements
+    themselves. Every message posted below gets it: ``before`` gives fields of the new
+    message's body (a file's ``file_ids``, say), ``after`` acts on the posted message
+    (reactions); ``shown`` finds it in a message object of an answer."""
+
+    shown: Callable[[dict[str, Any]], bool]
+    before: Callable[[World, int, str], Awaitable[dict[str, Any]]] | None = None
+    after: Callable[[World, dict[str, Any], str, str], Awaitable[None]] | None = None
+
+
+REACTIONS_ON_EACH = ("👍", "❤️", "👀")
+
+
+async def react_to(world: World, message: dict[str, Any], author: str, reader: str) -> None:
+    """Several emoji from both participants on the message."""
+    for user in (author, reader):
+        for emoji in REACTIONS_ON_EACH:
+            resp = await world.client.put(
+                f"/api/v1/messages/{message['id']}/reactions/{quote(emoji, safe='')}",
+                headers=world.auth(user),
+            )
+            assert resp.status == 204, await resp.text()
+
+
+REACTIONS = Extra(lambda m: len(m["reactions"]) == len(REACTIONS_ON_EACH), after=react_to)
+# Each counted answer must show each of these (files: one more entry).
+EXTRAS: list[Extra] = [REACTIONS]
+
+
+async def posted(world: World, author: str, reader: str, chat_id: int, text: str) -> int:
+    fields: dict[str, Any] = {}
+    for extra in EXTRAS:
+        if extra.before is not None:
+            fields |= await extra.before(world, chat_id, author)
+    message = await world.post(author, chat_id, text, **fields)
+    for extra in EXTRAS:
+        if extra.after is not None:
+            await extra.after(world, message, author, reader)
+    return int(message["id"])
+
+
+def shows_every_extra(messages: list[dict[str, Any]]) -> bool:
+    return all(any(extra.shown(m) for m in messages) for extra in EXTRAS)
+
+
+async def count_answer(statements: Statements, request: Any) -> tuple[Any, int, list[str]]:
+    """The answer's body, and the statements it took."""
+    statements.start()
+    resp = await request
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    seen = await statements.stop()
+    return body, len(seen), seen
+
+
 async def populate_chats(world: World, n_enrollments: int) -> tuple[str, str, str]:
     """A student with a tutor and n enrollments, each with its own teacher: 2n chats, every
     one with messages from both sides and read marks of both participants."""
@@ -71,12 +133,12 @@ async def populate_chats(world: World, n_enrollments: int) -> tuple[str, str, st
         enrolled = await world.enroll(student, teacher)
         for chat in enrolled.body["chats"]:
             partner = teacher if chat["type"] == "forum_subject" else tutor
-            mine = await world.post(student, chat["id"], f"question {i}")
-            theirs = await world.post(partner, chat["id"], f"answer {i}")
-            for user, message in ((partner, mine), (student, theirs)):
+            mine = await posted(world, student, partner, chat["id"], f"question {i}")
+            theirs = await posted(world, partner, student, chat["id"], f"answer {i}")
+            for user, message_id in ((partner, mine), (student, theirs)):
                 resp = await world.client.post(
                     f"/api/v1/chats/{chat['id']}/read",
-                    json={"message_id": message["id"]},
+                    json={"message_id": message_id},
                     headers=world.auth(user),
                 )
                 assert resp.status == 204
@@ -90,9 +152,9 @@ async def populate_messages(world: World, n_messages: int) -> tuple[str, str, in
     last: dict[str, int] = {}
     for i in range(n_messages):
         author = student if i % 2 == 0 else teacher
-        last[author] = (await world.post(author, chat_id, f"message {i}"))["id"]
+        reader = teacher if author == student else student
+        last[author] = await posted(world, author, reader, chat_id, f"message {i}")
         if i % 5 == 4:  # read marks at various points
-            reader = teacher if author == student else student
             resp = await world.client.post(
                 f"/api/v1/chats/{chat_id}/read",
                 json={"message_id": last[author]},
@@ -116,9 +178,13 @@ async def test_chat_list_statements_do_not_grow_with_chats(
             "admin": await world.user("admin"),
             "parent": await world.user("parent", children=[student]),
         }[viewer]
-        n, seen = await count(statements, client.get("/api/v1/chats", headers=world.auth(user)))
+        resp, n, seen = await count_answer(
+            statements, client.get("/api/v1/chats", headers=world.auth(user))
+        )
         assert n <= MAX_STATEMENTS, seen
         counts[size] = n
+        chats = resp["chats"]
+        assert not chats or shows_every_extra([c["last_message"] for c in chats])
     assert counts[1] == counts[50], counts
 
     # The list was really the big one: the admin sees every chat made above.
@@ -143,12 +209,13 @@ async def test_message_list_statements_do_not_grow_with_messages(
         query = dict(params)
         if query.get("before_id") == "LAST":
             query["before_id"] = str(10**9)
-        n, seen = await count(
+        page, n, seen = await count_answer(
             statements,
             client.get(f"/api/v1/chats/{chat_id}/messages", params=query, headers=world.auth(user)),
         )
         assert n <= MAX_STATEMENTS, seen
         counts[size] = n
+        assert not page["messages"] or shows_every_extra(page["messages"]), page["messages"]
     assert counts[1] == counts[50], counts
 
 

@@ -49,7 +49,11 @@ ACTIONS = [
     "delete_own",
     "delete_others",
     "read",
+    "react",
+    "unreact",
 ]
+# A reaction's path (👍, percent-encoded).
+REACTION = "/api/v1/messages/{}/reactions/%F0%9F%91%8D"
 
 
 def may_see(actor: str, chat: str) -> bool:
@@ -73,6 +77,8 @@ def expected(actor: str, chat: str, action: str) -> int:
         "delete_own": 204 if posts else (204 if actor == "admin" else 403),
         "delete_others": 204 if actor == "admin" else 403,
         "read": 204 if posts and chat in PARTICIPATES.get(actor, set()) else 403,
+        "react": 204 if posts else 403,
+        "unreact": 204 if posts else 403,
     }[action]
 
 
@@ -160,6 +166,11 @@ async def test_role_matrix(
     if action in ("edit_own", "delete_own") and may_post(actor, chat):
         own_message = (await world.post(user, chat_id, "my own"))["id"]
 
+    if action == "unreact" and may_post(actor, chat):
+        # Something to take back: the actor's own reaction.
+        resp = await client.put(REACTION.format(others_message), headers=headers)
+        assert resp.status == 204, await resp.text()
+
     before = await chat_state(client, world, scene, chat_id)
     if action == "list":
         resp = await client.get("/api/v1/chats", headers=headers)
@@ -187,6 +198,10 @@ async def test_role_matrix(
         resp = await client.delete(f"/api/v1/messages/{own_message}", headers=headers)
     elif action == "delete_others":
         resp = await client.delete(f"/api/v1/messages/{others_message}", headers=headers)
+    elif action == "react":
+        resp = await client.put(REACTION.format(others_message), headers=headers)
+    elif action == "unreact":
+        resp = await client.delete(REACTION.format(others_message), headers=headers)
     else:
         resp = await client.post(
             f"/api/v1/chats/{chat_id}/read", json={"message_id": others_message}, headers=headers
@@ -200,3 +215,8 @@ async def test_role_matrix(
     elif action in ("get", "messages"):
         body = await resp.json()
         assert ("chat" in body) if action == "get" else body["total"] >= 1
+    elif action in ("react", "unreact"):
+        messages, _ = await chat_state(client, world, scene, chat_id)
+        [message] = [m for m in messages if m["id"] == others_message]
+        held = [{"emoji": "👍", "user_ids": [user]}] if action == "react" else []
+        assert message["reactions"] == held

@@ -28,7 +28,7 @@ from tests.fakes.webhook_kit import (
     deliver_ok,
     pachca_section,
 )
-from tests.fakes.webhooks import encode, message_event, reaction_event, signed
+from tests.fakes.webhooks import button_event, encode, message_event, reaction_event, signed
 from tests.world import World
 
 NOTHING = {"messages": 0, "webhook_deliveries": 0, "outbox": 0, "events": 0}
@@ -174,7 +174,7 @@ async def test_unknown_and_invalid_events_are_acknowledged_and_ignored(
     unknown = {"type": "sticker", "event": "new", "id": 1, "webhook_timestamp": now}
     broken = message_event()
     broken["id"] = "not a number"
-    for body in (unknown, broken, reaction_event()):
+    for body in (unknown, broken, button_event()):
         await deliver_ok(client, body)
     assert await counts(database) == NOTHING
 

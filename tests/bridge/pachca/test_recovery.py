@@ -35,7 +35,7 @@ from tests.fakes.webhook_kit import (
     outbox_jobs,
     pachca_section,
 )
-from tests.fakes.webhooks import message_event, reaction_event
+from tests.fakes.webhooks import button_event, message_event
 from tests.world import World
 
 CHANNEL_ID = 4242
@@ -89,7 +89,7 @@ async def test_missed_messages_are_recovered_and_removed_from_the_history(
     await deliver_ok(client, live)
     missed(fake_pachca, forum, "missed one")
     missed(fake_pachca, forum, "missed two")
-    fake_pachca.add_webhook_event(reaction_event())
+    fake_pachca.add_webhook_event(button_event())  # a kind the bridge ignores
     help_request = message_event(
         id=99_001,
         entity_type="user",
