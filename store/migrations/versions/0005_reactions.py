@@ -5,7 +5,7 @@
 - ``pachca_bot_reactions``: the emoji the bot holds on a message's Pachca copy, so the outbox
   adds and removes only the difference with what web users hold.
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
