@@ -54,6 +54,7 @@ NETWORK_ERRORS = re.compile(
     r"^(Failed to load resource: net::ERR_CONNECTION_REFUSED"
     r"|WebSocket connection to .* failed)"
 )
+NOT_FOUND = "Failed to load resource: the server responded with a status of 404 (Not Found)"
 
 
 def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -104,6 +105,7 @@ class Tab:
         self.page = page
         self.name = name
         self.errors: list[str] = []
+        self.error_urls: list[str] = []  # where each error came from (a resource's URL)
         self.frames: dict[Any, list[str]] = {}  # each feed socket -> the frames it received
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
@@ -120,9 +122,20 @@ class Tab:
     def _console(self, message: Any) -> None:
         if message.type in ("error", "assert"):
             self.errors.append(message.text)
+            self.error_urls.append(message.location.get("url", ""))
 
-    def unexpected_errors(self, *, network_down: bool = False) -> list[str]:
-        return [e for e in self.errors if not (network_down and NETWORK_ERRORS.match(e))]
+    def unexpected_errors(
+        self, *, network_down: bool = False, gone: tuple[str, ...] = ()
+    ) -> list[str]:
+        """The console errors beyond what Chromium itself logs for network failures: while
+        the server is down on purpose (`network_down`), and the 404 of a request for a
+        resource deleted meanwhile (`gone`: URL paths), which no page code can silence."""
+        return [
+            text
+            for text, url in zip(self.errors, self.error_urls, strict=True)
+            if not (network_down and NETWORK_ERRORS.match(text))
+            and not (text == NOT_FOUND and url.endswith(gone))
+        ]
 
     def chat_link(self, title: str) -> Any:
         return self.page.locator(".chat-item", has_text=title)

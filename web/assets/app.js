@@ -274,6 +274,8 @@ class App {
       .then(
         (chat) => this.chats.put(chat),
         (err) => {
+          // Gone (deleted meanwhile, its 404 perhaps ahead of the chat.deleted event) or no
+          // longer visible: off the list and the screen, like a chat.deleted.
           if (err.status === 403 || err.status === 404) this.chatGone(chatId);
         },
       )
@@ -485,8 +487,13 @@ class App {
       this.chatGone(chat.id); // taken off this chat (a new tutor, say)
       return;
     }
+    const known = this.chats.get(chat.id) !== null;
     this.chats.put(chat);
-    this.refreshChat(chat.id); // its unread count is per reader: ask
+    // The event carries no unread count (it is per reader): a chat already listed keeps its
+    // own, since closing a chat or changing its people reads nothing; only a chat new to this
+    // page (a teacher just given it, say) asks for its count. Fewer asks also means fewer
+    // that can race the chat's deletion.
+    if (!known) this.refreshChat(chat.id);
     this.renderChats();
     if (this.open?.id === chat.id) {
       this.renderChatFrame();
