@@ -402,13 +402,43 @@ async def test_an_admin_sees_every_chat_read_only(
         "You are viewing this chat as an administrator: read-only."
     )
     await expect(tab.page.locator("#chat-tag")).to_have_text("read-only")
-    # No reply, edit or delete buttons for a reader.
-    assert await tab.page.locator(".msg-actions button").count() == 0
+    # A reader: no reply, edit or react buttons; only "Delete", which an administrator may
+    # use on any message.
+    await expect(tab.page.locator(".msg-actions button")).to_have_text(["Delete"])
     # Live events reach the admin too.
     await api.post(other_teacher, others.subject_chat["id"], "The answer")
     await expect(tab.message("The answer")).to_be_visible()
     await tab.page.screenshot(path=screenshots / "admin-read-only.png")
     assert_no_console_errors(tab)
+
+
+@bounded
+async def test_an_admin_deletes_a_message_and_the_participants_see_it_go(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    await api.post(school.student, school.math, "Something that must go")
+    await api.post(school.teacher, school.math, "An answer that stays")
+    admin = await api.user("admin", name="Ada Admin")
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    await expect(student.message("Something that must go")).to_be_visible()
+    tab = await open_tab(admin, fragment=f"chat={school.math}")
+    doomed = tab.message("Something that must go")
+    # With the keyboard: the Delete button shows once it has the focus.
+    await doomed.get_by_role("button", name="Delete").focus()
+    await tab.page.keyboard.press("Enter")
+    confirm = doomed.locator(".msg-confirm")
+    await expect(confirm).to_contain_text("Delete this message?")
+    await expect(confirm.get_by_role("button", name="Delete")).to_be_focused()
+    await tab.page.keyboard.press("Enter")
+    await expect(tab.message("Something that must go")).to_have_count(0)
+    await expect(student.message("Something that must go")).to_have_count(0)
+    await expect(student.page.locator(".msg-text")).to_have_text(["An answer that stays"])
+    # Still a reader: the composer stays hidden.
+    await expect(tab.page.locator("#composer")).to_be_hidden()
+    assert [m["content"] for m in await messages_of(api, school.teacher, school.math)] == [
+        "An answer that stays"
+    ]
+    assert_no_console_errors(tab, student)
 
 
 @bounded

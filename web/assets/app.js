@@ -8,7 +8,7 @@ import { byId, show } from "./dom.js";
 import { joinNames, lang, roleName, t } from "./i18n.js";
 import { MessageListView } from "./messages.js";
 import { forgetToken, fragment, saveToken, takeToken, tokenSubject } from "./session.js";
-import { ChatList, MessageList, Outbox } from "./state.js";
+import { ChatList, MessageList, Outbox, holdsReaction } from "./state.js";
 
 const PAGE = 50;
 const TYPING_SHOWN_MS = 5000;
@@ -47,6 +47,7 @@ class App {
         onEdit: (m) => this.composer.startEdit(m),
         onReply: (m) => this.composer.startReply(m),
         onDelete: (m) => this.deleteMessage(m),
+        onReact: (m, emoji) => this.react(m, emoji),
         onRedraw: () => this.renderMessages(),
         renewFile: (file) => this.client.renewFileLink(file.id),
       },
@@ -59,9 +60,14 @@ class App {
         banner: byId("composer-banner"),
         bannerText: byId("composer-banner-text"),
         bannerCancel: byId("composer-banner-cancel"),
+        attach: byId("composer-attach"),
+        fileInput: byId("composer-file"),
+        fileList: byId("composer-files"),
+        fileStatus: byId("composer-file-status"),
       },
       {
-        onSend: (text, replyTo) => this.send(text, replyTo),
+        onSend: (text, replyTo, files) => this.send(text, replyTo, files),
+        upload: (file, options) => this.client.uploadFile(this.open.id, file, options),
         onSave: (message, text) => this.edit(message, text),
         onTyping: () => this.open && this.client.typing(this.open.id),
         lastOwnMessage: () => this.lastOwnMessage(),
@@ -90,6 +96,18 @@ class App {
       this.view.recheckSeen();
     });
     byId("conn-retry").addEventListener("click", () => c.reconnectNow());
+    // Files dropped anywhere on an open chat one may write in are attached.
+    const chatBody = byId("chat-body");
+    chatBody.addEventListener("dragover", (event) => {
+      if (byId("composer").hidden || !event.dataTransfer?.types.includes("Files")) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+    });
+    chatBody.addEventListener("drop", (event) => {
+      if (byId("composer").hidden || !event.dataTransfer?.files.length) return;
+      event.preventDefault();
+      this.composer.attachFiles([...event.dataTransfer.files]);
+    });
     byId("chats-retry").addEventListener("click", () => this.reload());
     byId("sign-out").addEventListener("click", () => {
       c.disconnect();
@@ -297,7 +315,7 @@ class App {
 
   // --- sending, editing, deleting, read marks ------------------------------------------
 
-  send(content, replyTo) {
+  send(content, replyTo, files = []) {
     const chatId = this.open.id;
     const pending = {
       client_id: newClientId(),
@@ -313,7 +331,7 @@ class App {
         edited_at: null,
         reply_to_id: replyTo?.id ?? null,
         read_by: [],
-        files: [],
+        files, // uploaded already: their links show at once
         reactions: [],
       },
     };
@@ -331,6 +349,7 @@ class App {
       const message = await this.client.sendMessage(chatId, pending.message.content, {
         clientId: pending.client_id,
         replyToId: pending.message.reply_to_id,
+        fileIds: pending.message.files.map((f) => f.id),
       });
       this.confirmSent(chatId, pending.client_id, message);
     } catch (err) {
@@ -373,7 +392,25 @@ class App {
     } catch (err) {
       this.notice(t("actionFailed", { reason: reason(err) }));
     }
-    byId("composer-input").focus();
+    // The composer, or for a reader (an administrator) the messages.
+    if (byId("composer").hidden) byId("scroller").focus();
+    else byId("composer-input").focus();
+  }
+
+  /** Add `emoji` to the message, or take it back when one holds it already. Shown once the
+   * server agrees; the feed's event for it then changes nothing. */
+  async react(message, emoji) {
+    const current = (this.open?.id === message.chat_id && this.open.list.get(message.id)) || message;
+    const add = !holdsReaction(current, emoji, this.me.id);
+    try {
+      if (add) await this.client.addReaction(message.id, emoji);
+      else await this.client.removeReaction(message.id, emoji);
+    } catch (err) {
+      this.notice(t("actionFailed", { reason: reason(err) }));
+      return;
+    }
+    const event = { message_id: message.id, user_id: this.me.id, emoji };
+    if (this.open?.id === message.chat_id && this.open.list.reaction(event, add)) this.renderMessages();
   }
 
   lastOwnMessage() {
@@ -576,6 +613,7 @@ class App {
       me: this.me.id,
       chat,
       canPost: chat ? this.canPost(chat) : false,
+      canDeleteAny: this.me.role === "admin",
       loaded: list.loaded,
       hasOlder: list.hasOlder,
       loadingOlder: o.loadingOlder,
