@@ -262,6 +262,105 @@ async def test_scrolling_up_loads_older_messages(
     assert_no_console_errors(student)
 
 
+# --- reactions -------------------------------------------------------------------------------
+
+
+@bounded
+async def test_reactions_are_added_and_taken_back_and_seen_live(
+    open_tab: OpenTab, api: World, school: School, screenshots: Path
+) -> None:
+    await api.post(school.teacher, school.math, "Did you finish the homework?")
+    await api.post(school.student, school.math, "Almost!")
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    teacher = await open_tab(school.teacher, fragment=f"chat={school.math}")
+    question = "Did you finish the homework?"
+    await expect(teacher.message(question)).to_be_visible()
+
+    # The student opens the picker with the keyboard, moves to ❤️ and chooses it.
+    mine = student.message(question)
+    react = mine.get_by_role("button", name="React")
+    await react.focus()
+    await student.page.keyboard.press("Enter")
+    picker = mine.get_by_role("group", name="Choose a reaction")
+    await expect(picker.get_by_role("button", name="React with 👍")).to_be_focused()
+    await student.page.keyboard.press("ArrowRight")
+    await expect(picker.get_by_role("button", name="React with ❤️")).to_be_focused()
+    await student.page.keyboard.press("Enter")
+    await expect(picker).to_have_count(0)
+    await expect(mine.get_by_role("button", name="React")).to_be_focused()
+    await expect(mine.locator(".msg-reactions li")).to_have_text(["❤️ 1"])
+    await expect(mine.locator(".msg-reactions li.mine")).to_have_count(1)
+    # The teacher sees it at once, not as theirs.
+    theirs = teacher.message(question)
+    await expect(theirs.locator(".msg-reactions li")).to_have_text(["❤️ 1"])
+    await expect(theirs.locator(".msg-reactions li.mine")).to_have_count(0)
+    await expect(theirs.locator(".reaction")).to_have_attribute("title", re.compile("Sam Student"))
+
+    # The teacher joins in by clicking it; both pages count two.
+    await theirs.locator(".reaction", has_text="❤️").click()
+    await expect(theirs.locator(".msg-reactions li.mine")).to_have_text("❤️ 2")
+    await expect(mine.locator(".msg-reactions li")).to_have_text(["❤️ 2"])
+    await expect(mine.locator(".reaction")).to_have_attribute("aria-pressed", "true")
+
+    # Escape closes the picker without choosing.
+    await mine.get_by_role("button", name="React").focus()
+    await student.page.keyboard.press("Enter")
+    await expect(picker.get_by_role("button", name="Take back your ❤️")).to_have_count(1)
+    await student.page.screenshot(path=screenshots / "reactions.png")
+    await student.page.keyboard.press("Escape")
+    await expect(picker).to_have_count(0)
+    await expect(mine.get_by_role("button", name="React")).to_be_focused()
+
+    # The student takes theirs back by clicking their own reaction.
+    await mine.locator(".reaction", has_text="❤️").click()
+    await expect(mine.locator(".msg-reactions li")).to_have_text(["❤️ 1"])
+    await expect(mine.locator(".msg-reactions li.mine")).to_have_count(0)
+    await expect(theirs.locator(".msg-reactions li.mine")).to_have_text("❤️ 1")
+    # And the teacher too: the emoji goes from both screens.
+    await theirs.locator(".reaction", has_text="❤️").click()
+    await expect(theirs.locator(".msg-reactions")).to_have_count(0)
+    await expect(mine.locator(".msg-reactions")).to_have_count(0)
+
+    # The student reacts to their own message with a click in the picker.
+    await student.message("Almost!").get_by_role("button", name="React").click()
+    await student.message("Almost!").get_by_role("button", name="React with 🎉").click()
+    await expect(teacher.message("Almost!").locator(".msg-reactions li")).to_have_text(["🎉 1"])
+    stored = {
+        m["content"]: m["reactions"] for m in await messages_of(api, school.teacher, school.math)
+    }
+    assert stored == {question: [], "Almost!": [{"emoji": "🎉", "user_ids": [school.student]}]}
+    assert_no_console_errors(student, teacher)
+
+
+@bounded
+async def test_who_may_not_react_sees_reactions_without_buttons(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    message = await api.post(school.teacher, school.math, "Reacted to")
+    resp = await api.client.put(
+        f"/api/v1/messages/{message['id']}/reactions/%F0%9F%91%8D",
+        headers=api.auth(school.student),
+    )
+    assert resp.status == 204, await resp.text()
+    admin = await api.user("admin", name="Ada Admin")
+    tab = await open_tab(admin, fragment=f"chat={school.math}")
+    reacted = tab.message("Reacted to")
+    await expect(reacted.locator(".msg-reactions li")).to_have_text(["👍 1"])
+    await expect(reacted.locator(".msg-reactions .reaction")).to_have_attribute(
+        "title", "👍 from Sam Student"
+    )
+    await expect(reacted.locator(".msg-reactions button")).to_have_count(0)
+    await expect(reacted.get_by_role("button", name="React")).to_have_count(0)
+    # Live, too.
+    resp = await api.client.put(
+        f"/api/v1/messages/{message['id']}/reactions/%F0%9F%91%8D",
+        headers=api.auth(school.teacher),
+    )
+    assert resp.status == 204, await resp.text()
+    await expect(reacted.locator(".msg-reactions li")).to_have_text(["👍 2"])
+    assert_no_console_errors(tab)
+
+
 # --- outages --------------------------------------------------------------------------------
 
 
