@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.config import Config
+from bridge.config import Config, parse_config
 from handlers.app import create_app
 from store.db import Database
 from tests.conftest import SERVICE_TOKEN
@@ -55,6 +55,48 @@ NETWORK_ERRORS = re.compile(
     r"|WebSocket connection to .* failed)"
 )
 NOT_FOUND = "Failed to load resource: the server responded with a status of 404 (Not Found)"
+
+
+# POST /api/v1/chats/{id}/files, whatever its placeholder is called.
+FILE_UPLOAD_ROUTE = re.compile(r"^/api/v1/chats/\{[^}]+\}/files$")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_files: a browser test of file uploads; skipped while the app has no "
+        "POST /api/v1/chats/{id}/files route",
+    )
+
+
+def file_routes_present() -> bool:
+    """Whether the app serves uploads: its router is built (nothing is started) and read."""
+    app = create_app(
+        parse_config({"database": {"url": "sqlite+aiosqlite:///:memory:"}}),
+        migrate_on_start=False,
+    )
+    return any(
+        route.method == "POST"
+        and route.resource is not None
+        and FILE_UPLOAD_ROUTE.match(route.resource.canonical)
+        for route in app.router.routes()
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [item for item in items if item.get_closest_marker("needs_files")]
+    if marked and not file_routes_present():
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason="file routes not present"))
+
+
+@pytest.fixture(autouse=True)
+def _files_kept_in_the_test_directory(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Uploads of a needs_files test go under its own directory, not the working one."""
+    if request.node.get_closest_marker("needs_files") is None or "files" not in Config.model_fields:
+        return
+    data = request.getfixturevalue("config_data")
+    data["files"] = {**data.get("files", {}), "path": str(tmp_path / "files")}
 
 
 def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:

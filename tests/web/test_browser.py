@@ -4,6 +4,7 @@ a teacher), paging, outages and restarts, every role, and no console errors anyw
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -781,3 +782,181 @@ async def test_files_and_reactions_in_messages_are_shown(
     # Chromium reports the expired link's 403, and nothing else.
     expired = "Failed to load resource: the server responded with a status of 403 (Forbidden)"
     assert tab.errors == [expired]
+
+
+# --- attaching and sending files -----------------------------------------------------------
+
+
+def upload(name: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """A file for Playwright's file inputs."""
+    return {"name": name, "mimeType": content_type, "buffer": body}
+
+
+def aiohttp_file(name: str, body: bytes) -> Any:
+    """A file part for an aiohttp form (the `file` part of an upload)."""
+    part = io.BytesIO(body)
+    part.name = name
+    return part
+
+
+@bounded
+async def test_attached_files_must_upload_before_the_message_goes(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    """The composer's file list, with the upload answers given by the test: a refused upload
+    holds the message back until removed; at most ten files; another chat starts empty."""
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    page = student.page
+    await expect(page.locator("#top-status")).to_have_text("No messages yet.")
+    uploads: list[str] = []
+
+    async def answer(route: Route) -> None:
+        uploads.append(route.request.url)
+        if len(uploads) == 1:
+            error = {"code": "payload_too_large", "message": "The file is over 20 MiB."}
+            await route.fulfill(status=413, json={"error": error})
+            return
+        n = len(uploads)
+        file = {"id": f"f{n}", "name": f"{n}.txt", "size": 1, "content_type": "text/plain"}
+        await route.fulfill(status=201, json={"file": {**file, "url": f"/t/{n}"}})
+
+    await page.route(re.compile(r"/api/v1/chats/\d+/files$"), answer)
+    files = page.locator("#composer-files > li")
+    await page.locator("#composer-file").set_input_files(
+        [upload("big.bin", "application/octet-stream", b"x" * 100)]
+    )
+    await expect(files).to_have_count(1)
+    await expect(files.first).to_contain_text("big.bin")
+    await expect(files.first).to_contain_text("Not uploaded: The file is over 20 MiB.")
+    assert uploads == [student.page.url.split("#")[0] + f"api/v1/chats/{school.math}/files"]
+    # The message waits: Enter keeps the text and says why.
+    await page.locator("#composer-input").fill("Here is my work")
+    await page.locator("#composer-input").press("Enter")
+    await expect(page.locator("#composer-file-status")).to_have_text(
+        "A file did not upload: try it again or remove it."
+    )
+    await expect(page.locator("#composer-input")).to_have_value("Here is my work")
+    await expect(student.messages()).to_have_count(0)
+    # Removed with the keyboard, the list is gone.
+    await files.first.get_by_role("button", name="Remove big.bin").focus()
+    await page.keyboard.press("Enter")
+    await expect(files).to_have_count(0)
+    await expect(page.locator("#composer-files")).to_be_hidden()
+    await expect(page.locator("#composer-input")).to_be_focused()
+
+    # Eleven at once: ten are attached and upload, the eleventh is refused, saying so.
+    await page.locator("#composer-file").set_input_files(
+        [upload(f"page{n}.txt", "text/plain", b"p") for n in range(11)]
+    )
+    await expect(files).to_have_count(10)
+    await expect(page.locator("#composer-file-status")).to_have_text(
+        "At most 10 files can go in one message."
+    )
+    await expect(page.locator("#composer-files .file-state.ok")).to_have_count(10)
+    assert len(uploads) == 11
+
+    # Another chat: the files were for this one, so the list starts empty there.
+    await student.chat_link("Physics").click()
+    await expect(page.locator("#chat-title")).to_contain_text("Physics")
+    await expect(files).to_have_count(0)
+    # Chromium logs the refused upload's status itself; nothing else reaches the console.
+    assert student.errors == [
+        "Failed to load resource: the server responded with a status of 413 (Payload Too Large)"
+    ]
+
+
+@pytest.mark.needs_files
+@bounded
+async def test_files_go_from_the_student_to_the_teacher(
+    open_tab: OpenTab, api: World, school: School, screenshots: Path
+) -> None:
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    teacher = await open_tab(school.teacher, fragment=f"chat={school.math}")
+    page = student.page
+    await expect(page.locator("#top-status")).to_have_text("No messages yet.")
+    pdf = b"%PDF-1.4\n" + b"0" * 3000
+
+    # Two files, attached with the button's file chooser; each is uploaded at once.
+    async with page.expect_file_chooser() as chooser:
+        await page.locator("#composer-attach").click()
+    await (await chooser.value).set_files(
+        [upload("work.png", "image/png", PNG_1PX), upload("notes.pdf", "application/pdf", pdf)]
+    )
+    files = page.locator("#composer-files > li")
+    await expect(files).to_have_count(2)
+    await expect(page.locator("#composer-files .file-state.ok")).to_have_text(["Ready", "Ready"])
+    await page.locator("#composer-input").fill("My homework")
+    await page.locator("#composer-input").press("Enter")
+    await expect(files).to_have_count(0)
+
+    sent = student.message("My homework")
+    await expect(sent.locator(".msg-status")).to_contain_text("Sent")
+    await expect(sent.locator("img")).to_have_attribute("alt", "Image: work.png")
+    await expect(sent.locator("a.msg-file")).to_have_text(re.compile(r"^notes\.pdf \(\d"))
+
+    # The teacher gets it live: the image shows, the other file is a link.
+    got = teacher.message("My homework")
+    image = got.locator("img")
+    await expect(image).to_have_attribute("alt", "Image: work.png")
+    await eventually(
+        lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), what="image load"
+    )
+    link = got.locator("a.msg-file")
+    await expect(link).to_have_text(re.compile(r"^notes\.pdf \(\d"))
+    await teacher.page.screenshot(path=screenshots / "files-teacher.png")
+    # Following the link asks for a fresh one first, then downloads the file.
+    renewal = re.compile(r"/api/v1/files/[^/?]+$")
+    async with teacher.page.expect_request(renewal), teacher.page.expect_download() as download:
+        await link.click()
+    assert (await download.value).suggested_filename == "notes.pdf"
+
+    # A file alone, without text.
+    await page.locator("#composer-file").set_input_files([upload("only.png", "image/png", PNG_1PX)])
+    await expect(page.locator("#composer-files .file-state.ok")).to_have_text(["Ready"])
+    await page.locator("#composer-input").press("Enter")
+    await expect(teacher.page.get_by_alt_text("Image: only.png")).to_have_count(1)
+
+    stored = await messages_of(api, school.teacher, school.math)
+    assert [(m["content"], [f["name"] for f in m["files"]]) for m in stored] == [
+        ("My homework", ["work.png", "notes.pdf"]),
+        ("", ["only.png"]),
+    ]
+    assert_no_console_errors(student, teacher)
+
+
+@pytest.mark.needs_files
+@bounded
+async def test_an_image_whose_link_ran_out_is_shown_with_a_fresh_one(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    resp = await api.client.post(
+        f"/api/v1/chats/{school.math}/files",
+        data={"file": aiohttp_file("scan.png", PNG_1PX)},
+        headers=api.auth(school.teacher),
+    )
+    assert resp.status == 201, await resp.text()
+    file = (await resp.json())["file"]
+    await api.post(school.teacher, school.math, "Corrected", file_ids=[file["id"]])
+    [message] = await messages_of(api, school.student, school.math)
+    old_url = message["files"][0]["url"]
+
+    tab = await open_tab(None)  # signed out: the route goes in before anything loads
+    # The link the page gets first has run out (the server would answer 403 once its time
+    # is up); the page asks GET /api/v1/files/{id} for a fresh one.
+    await tab.page.route(
+        lambda url: url.endswith(old_url) or url == old_url,
+        lambda route: route.fulfill(status=403),
+        times=1,
+    )
+    await tab.page.locator("#signin-token").fill(api.token(school.student))
+    async with tab.page.expect_response(re.compile(rf"/api/v1/files/{file['id']}$")) as renewed:
+        await tab.page.locator("#signin-token").press("Enter")
+        await tab.chat_link("Math").click()
+        image = tab.message("Corrected").locator("img")
+        await expect(image).to_have_attribute("alt", "Image: scan.png")
+    assert (await renewed.value).status == 200
+    await eventually(
+        lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), what="image load"
+    )
+    forbidden = "Failed to load resource: the server responded with a status of 403 (Forbidden)"
+    assert tab.errors == [forbidden]

@@ -87,6 +87,7 @@ export class Composer {
     this.setMode(null);
     this.attachments.clear();
     this.renderFiles();
+    this.say("");
     this.hooks.onSend(text, replyTo, files);
   }
 
@@ -98,7 +99,7 @@ export class Composer {
     const { added, refused } = this.attachments.add(files);
     for (const item of added) this.upload(item);
     this.renderFiles();
-    if (refused) this.say(t("tooManyFiles", { n: MAX_FILES }));
+    this.say(refused ? t("tooManyFiles", { n: MAX_FILES }) : "");
   }
 
   upload(item) {
@@ -127,6 +128,7 @@ export class Composer {
     this.uploads.delete(key);
     this.attachments.remove(key);
     this.renderFiles();
+    this.say("");
     this.input.focus();
   }
 
@@ -135,6 +137,7 @@ export class Composer {
     if (!item) return;
     this.upload(item);
     this.renderFiles();
+    this.say("");
   }
 
   /** A short word about the files (why the message did not go yet), read out too. */
@@ -145,7 +148,6 @@ export class Composer {
 
   renderFiles() {
     const items = this.attachments.items;
-    this.say("");
     const focusedKey = this.fileList.contains(document.activeElement)
       ? document.activeElement.dataset.focusKey
       : null;
@@ -248,6 +250,7 @@ export class Composer {
     this.uploads.clear();
     this.attachments.clear();
     this.renderFiles();
+    this.say("");
     this.input.value = "";
     this.draft = "";
     this.setMode(null);
