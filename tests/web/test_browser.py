@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import re
+import struct
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -787,6 +789,23 @@ async def test_files_and_reactions_in_messages_are_shown(
 # --- attaching and sending files -----------------------------------------------------------
 
 
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain PNG of one colour (something to see in the screenshots)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\0" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
 def upload(name: str, content_type: str, body: bytes) -> dict[str, Any]:
     """A file for Playwright's file inputs."""
     return {"name": name, "mimeType": content_type, "buffer": body}
@@ -880,12 +899,16 @@ async def test_files_go_from_the_student_to_the_teacher(
     async with page.expect_file_chooser() as chooser:
         await page.locator("#composer-attach").click()
     await (await chooser.value).set_files(
-        [upload("work.png", "image/png", PNG_1PX), upload("notes.pdf", "application/pdf", pdf)]
+        [
+            upload("work.png", "image/png", png(160, 110, (70, 120, 200))),
+            upload("notes.pdf", "application/pdf", pdf),
+        ]
     )
     files = page.locator("#composer-files > li")
     await expect(files).to_have_count(2)
     await expect(page.locator("#composer-files .file-state.ok")).to_have_text(["Ready", "Ready"])
     await page.locator("#composer-input").fill("My homework")
+    await page.screenshot(path=screenshots / "files-attached.png")
     await page.locator("#composer-input").press("Enter")
     await expect(files).to_have_count(0)
 
@@ -915,6 +938,8 @@ async def test_files_go_from_the_student_to_the_teacher(
     await expect(page.locator("#composer-files .file-state.ok")).to_have_text(["Ready"])
     await page.locator("#composer-input").press("Enter")
     await expect(teacher.page.get_by_alt_text("Image: only.png")).to_have_count(1)
+    # The chat list names the file where a text would be.
+    await expect(teacher.chat_link("Math")).to_contain_text("Sam Student: 📎 only.png")
 
     stored = await messages_of(api, school.teacher, school.math)
     assert [(m["content"], [f["name"] for f in m["files"]]) for m in stored] == [
@@ -937,17 +962,22 @@ async def test_an_image_whose_link_ran_out_is_shown_with_a_fresh_one(
     assert resp.status == 201, await resp.text()
     file = (await resp.json())["file"]
     await api.post(school.teacher, school.math, "Corrected", file_ids=[file["id"]])
-    [message] = await messages_of(api, school.student, school.math)
-    old_url = message["files"][0]["url"]
 
     tab = await open_tab(None)  # signed out: the route goes in before anything loads
-    # The link the page gets first has run out (the server would answer 403 once its time
-    # is up); the page asks GET /api/v1/files/{id} for a fresh one.
-    await tab.page.route(
-        lambda url: url.endswith(old_url) or url == old_url,
-        lambda route: route.fulfill(status=403),
-        times=1,
-    )
+    # The link the page gets has stopped working (a link that was changed is refused like
+    # one whose time is up: 403), so the page asks GET /api/v1/files/{id} for a fresh one.
+    spoilt: list[str] = []
+
+    async def spoil_the_link(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        for message in body["messages"]:
+            for f in message["files"]:
+                f["url"] += "0"
+                spoilt.append(f["url"])
+        await route.fulfill(response=response, body=json.dumps(body))
+
+    await tab.page.route(re.compile(r"/api/v1/chats/\d+/messages\?"), spoil_the_link)
     await tab.page.locator("#signin-token").fill(api.token(school.student))
     async with tab.page.expect_response(re.compile(rf"/api/v1/files/{file['id']}$")) as renewed:
         await tab.page.locator("#signin-token").press("Enter")
@@ -958,5 +988,7 @@ async def test_an_image_whose_link_ran_out_is_shown_with_a_fresh_one(
     await eventually(
         lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), what="image load"
     )
+    assert len(spoilt) == 1
+    assert await image.get_attribute("src") not in spoilt
     forbidden = "Failed to load resource: the server responded with a status of 403 (Forbidden)"
     assert tab.errors == [forbidden]
