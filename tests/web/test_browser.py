@@ -584,6 +584,7 @@ async def test_an_inactive_chat_is_marked_and_read_only(
     own = tab.message("Last words")
     await own.hover()
     await expect(own.get_by_role("button", name="Edit")).to_have_count(0)
+    await expect(own.get_by_role("button", name="React")).to_have_count(0)
     await expect(own.get_by_role("button", name="Delete")).to_have_count(1)
     assert_no_console_errors(tab)
 
@@ -712,9 +713,15 @@ async def test_phone_width_shows_one_pane_at_a_time(
     await tab.send("Replying from a phone")
     sent = tab.message("Replying from a phone")
     await expect(sent.locator(".msg-status")).to_contain_text("Sent")
-    # Nothing is wider than the screen.
+    # Nothing is wider than the screen, the reaction picker included.
     assert await page.evaluate("document.documentElement.scrollWidth") <= 360
     await page.screenshot(path=screenshots / "phone-chat.png")
+    long_one = tab.message(("A long message " * 12).strip())
+    await long_one.get_by_role("button", name="React").click()
+    await expect(long_one.locator(".picker-emoji")).to_have_count(8)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+    await long_one.get_by_role("button", name="React with 👍").click()
+    await expect(long_one.locator(".msg-reactions li.mine")).to_have_text("👍 1")
     await page.locator("#chat-back").click()
     await expect(page.locator("#sidebar")).to_be_visible()
     await expect(page.locator("#chat")).to_be_hidden()

@@ -1,6 +1,6 @@
 // The page's words in English and Russian, chosen by the browser's languages.
 
-const STRINGS = {
+export const STRINGS = {
   en: {
     appTitle: "Forum chats",
     signInTitle: "Sign in",
