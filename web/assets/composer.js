@@ -138,6 +138,8 @@ export class Composer {
     this.upload(item);
     this.renderFiles();
     this.say("");
+    // The Retry button is gone: the file's Remove button keeps the keyboard's place.
+    this.fileList.querySelector(`[data-focus-key="remove${key}"]`)?.focus();
   }
 
   /** A short word about the files (why the message did not go yet), read out too. */
