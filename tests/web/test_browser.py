@@ -639,6 +639,13 @@ async def test_a_chat_that_answers_404_when_asked_again_is_gone(
     student = await open_tab(school.student, fragment=f"chat={school.math}")
     page = student.page
     await expect(student.message("Soon gone")).to_be_visible()
+
+    async def read_by_the_student() -> bool:
+        [message] = await messages_of(api, school.teacher, school.math)
+        return message["read_by"] == [school.student]
+
+    # Seen and marked read first, so that no read mark goes out for the deleted message.
+    await eventually(read_by_the_student, what="the student's read mark")
     math_chat = f"/api/v1/chats/{school.math}"
     not_found = {"error": {"code": "not_found", "message": "no such chat"}}
     await page.route(

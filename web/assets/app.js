@@ -513,6 +513,15 @@ class App {
 
   messageDeleted(chatId, messageId) {
     this.composer.forget(messageId);
+    const wanted = this.readWanted;
+    if (wanted?.chatId === chatId && wanted.id === messageId) {
+      // The read mark about to go names a message that is gone (the server would refuse
+      // it): the newest other one seen below it is marked instead, if any.
+      const below = this.open?.id === chatId
+        ? this.open.list.sorted().filter((m) => m.id < messageId && m.sender.id !== this.me.id).at(-1)
+        : null;
+      this.readWanted = below && below.id > (this.readSent.get(chatId) ?? 0) ? { chatId, id: below.id } : null;
+    }
     if (this.open?.id === chatId && this.open.list.remove(messageId)) this.renderMessages();
     const chat = this.chats.get(chatId);
     if (chat?.last_message?.id === messageId) this.refreshChat(chatId); // the new last one
