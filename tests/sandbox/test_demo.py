@@ -148,6 +148,20 @@ async def test_the_demo_end_to_end(browser: Browser, workdirs: tuple[Path, Path]
             await student.locator("#composer-input").fill("Thank you!")
             await student.locator("#composer-input").press("Enter")
             await expect(teacher.get_by_text("Thank you!", exact=True)).to_be_visible()
+
+            # Reactions both ways: the teacher's 👍 in "Pachca" shows under the student's
+            # message; the student's 🎉 (from the page's picker) is held by the bot on the
+            # teacher's message in the thread.
+            thanks = teacher.locator("#messages > li", has=teacher.get_by_text("Thank you!"))
+            await thanks.get_by_role("button", name="React with 👍").click()
+            own = student.locator("#message-list > li", has=student.get_by_text("Thank you!"))
+            await expect(own.locator(".msg-reactions li")).to_have_text(["👍 1"])
+            mine = student.locator("#message-list > li", has=student.get_by_text(answer))
+            await mine.get_by_role("button", name="React").click()
+            await mine.get_by_role("button", name="React with 🎉").click()
+            await expect(mine.locator(".msg-reactions li.mine")).to_have_text("🎉 1")
+            replied = teacher.locator("#messages > li", has=teacher.get_by_text(answer))
+            await expect(replied.locator(".reaction")).to_have_text(["🎉 1"])
             assert student_errors == []
             assert teacher_errors == []
             await student.context.close()

@@ -509,6 +509,148 @@ test("the REST calls use the contract's paths, methods and bodies", async () => 
   assert.equal(calls[7].init.headers["Content-Type"], undefined, "fetch sets the boundary");
 });
 
+// --- uploads ------------------------------------------------------------------------------------
+
+function xhrClass() {
+  const requests = [];
+  class FakeXHR {
+    constructor() {
+      this.headers = {};
+      this.upload = {};
+      this.status = 0;
+      this.responseText = "";
+      this.responseHeaders = {};
+      this.aborted = false;
+      requests.push(this);
+    }
+
+    open(method, url) {
+      this.method = method;
+      this.url = new URL(url);
+    }
+
+    setRequestHeader(name, value) {
+      this.headers[name] = value;
+    }
+
+    getResponseHeader(name) {
+      return this.responseHeaders[name] ?? null;
+    }
+
+    send(body) {
+      this.body = body;
+    }
+
+    abort() {
+      this.aborted = true;
+      this.onabort?.();
+    }
+
+    // The server's side.
+    progress(loaded, total) {
+      this.upload.onprogress?.({ lengthComputable: true, loaded, total });
+    }
+
+    answer(status, body, headers = {}) {
+      this.status = status;
+      this.responseText = body === undefined ? "" : JSON.stringify(body);
+      this.responseHeaders = headers;
+      this.onload?.();
+    }
+  }
+  return { FakeXHR, requests };
+}
+
+const FILE = { id: "f1", name: "work.png", size: 3, content_type: "image/png", url: "/files/f1?sig=x" };
+
+test("an upload reports its progress and resolves to the file object", async () => {
+  const { FakeXHR, requests } = xhrClass();
+  const { client } = makeClient({ XMLHttpRequest: FakeXHR });
+  const seen = [];
+  const pending = client.uploadFile(7, new Blob(["abc"], { type: "image/png" }), {
+    filename: "work.png",
+    onProgress: (f) => seen.push(f),
+  });
+  const [xhr] = requests;
+  assert.equal(`${xhr.method} ${xhr.url.pathname}`, "POST /api/v1/chats/7/files");
+  assert.equal(xhr.url.origin, "http://bridge.test");
+  assert.equal(xhr.headers.Authorization, "Bearer tok");
+  assert.equal(xhr.headers["Content-Type"], undefined, "the browser sets the multipart boundary");
+  assert.ok(xhr.body instanceof FormData);
+  assert.equal(xhr.body.get("file").name, "work.png");
+  xhr.progress(1, 4);
+  xhr.progress(3, 4);
+  xhr.answer(201, { file: FILE });
+  assert.deepEqual(await pending, FILE);
+  assert.deepEqual(seen, [0.25, 0.75, 1]);
+});
+
+test("a refused upload rejects with the server's code; a lost one is retryable", async () => {
+  const { FakeXHR, requests } = xhrClass();
+  const { client } = makeClient({ XMLHttpRequest: FakeXHR });
+  const onProgress = () => {};
+  const big = client.uploadFile(7, new Blob(["x"]), { filename: "big.bin", onProgress });
+  requests[0].answer(413, { error: { code: "payload_too_large", message: "over 20 MiB" } });
+  await assert.rejects(big, (err) => err.status === 413 && err.code === "payload_too_large" && !err.retryable);
+  const lost = client.uploadFile(7, new Blob(["x"]), { filename: "a", onProgress });
+  requests[1].onerror();
+  await assert.rejects(lost, (err) => err.status === 0 && err.code === "network" && err.retryable);
+  const slow = client.uploadFile(7, new Blob(["x"]), { filename: "a", onProgress });
+  assert.equal(requests[2].timeout, client.uploadTimeoutMs);
+  requests[2].ontimeout();
+  await assert.rejects(slow, (err) => err.code === "timeout");
+});
+
+test("an upload given up on (its file removed) is aborted and not retryable", async () => {
+  const { FakeXHR, requests } = xhrClass();
+  const { client } = makeClient({ XMLHttpRequest: FakeXHR });
+  const controller = new AbortController();
+  const pending = client.uploadFile(7, new Blob(["x"]), {
+    filename: "a",
+    onProgress: () => {},
+    signal: controller.signal,
+  });
+  controller.abort();
+  assert.equal(requests[0].aborted, true);
+  await assert.rejects(pending, (err) => err.code === "aborted" && !err.retryable);
+  // Already aborted: nothing goes out.
+  await assert.rejects(
+    client.uploadFile(7, new Blob(["x"]), { onProgress: () => {}, signal: controller.signal }),
+    (err) => err.code === "aborted",
+  );
+  assert.equal(requests.length, 1);
+});
+
+test("without XMLHttpRequest an upload goes by fetch, with no progress, and can be aborted", async () => {
+  const { client, calls, answers } = makeClient({ XMLHttpRequest: null });
+  let release;
+  answers.push(new Promise((resolve) => (release = resolve)));
+  const controller = new AbortController();
+  const seen = [];
+  const pending = client.uploadFile(7, new Blob(["x"]), {
+    filename: "a.txt",
+    onProgress: (f) => seen.push(f),
+    signal: controller.signal,
+  });
+  await Promise.resolve();
+  assert.equal(calls[0].url.pathname, "/api/v1/chats/7/files");
+  assert.ok(calls[0].init.signal, "fetch gets a signal");
+  controller.abort();
+  assert.equal(calls[0].init.signal.aborted, true);
+  release(new Error("aborted"));
+  await assert.rejects(pending, (err) => err.code === "aborted");
+  answers.push({ status: 201, body: { file: FILE } });
+  assert.deepEqual(await client.uploadFile(7, new Blob(["x"]), "a.txt"), FILE);
+  assert.deepEqual(seen, []);
+});
+
+test("a message with files sends their ids in order, and may have empty content", async () => {
+  const { client, calls, answers } = makeClient();
+  answers.push({ status: 201, body: { message: { id: 5, files: [FILE] } } });
+  await client.sendMessage(7, "", { clientId: "c1", fileIds: ["f2", "f1"] });
+  assert.deepEqual(JSON.parse(calls[0].init.body), { content: "", client_id: "c1", file_ids: ["f2", "f1"] });
+});
+
 // --- file links --------------------------------------------------------------------------------
 
 test("renewing a file link asks once, shares the answer, and remembers it for a while", async () => {

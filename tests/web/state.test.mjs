@@ -5,7 +5,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ChatList, MessageList, Outbox } from "../../web/assets/state.js";
+import {
+  Attachments,
+  COMMON_EMOJI,
+  ChatList,
+  MAX_FILES,
+  MessageList,
+  Outbox,
+  holdsReaction,
+  reactionSummary,
+} from "../../web/assets/state.js";
 
 const SAM = { id: "s1", name: "Sam", role: "student" };
 const TESS = { id: "t1", name: "Tess", role: "teacher" };
@@ -131,6 +140,96 @@ test("reactions are added and removed per user; an emoji nobody holds disappears
   ]);
   list.reaction(event("s1", "🎉"), false);
   assert.deepEqual(list.get(1).reactions, [{ emoji: "👍", user_ids: ["s1", "t1"] }]);
+});
+
+test("a reaction event already shown (one's own PUT, then its echo) changes nothing", () => {
+  const list = new MessageList(7);
+  list.put(msg(1, TESS, { reactions: [{ emoji: "👍", user_ids: ["t1"] }] }));
+  const before = list.get(1).reactions;
+  assert.equal(list.reaction({ message_id: 1, user_id: "s1", emoji: "👍" }, true), true);
+  assert.equal(list.reaction({ message_id: 1, user_id: "s1", emoji: "👍" }, true), false);
+  assert.equal(list.reaction({ message_id: 1, user_id: "s1", emoji: "🎉" }, false), false);
+  assert.equal(list.reaction({ message_id: 9, user_id: "s1", emoji: "👍" }, true), false);
+  // A new array each change (so the view's signature sees it); the old one is untouched.
+  assert.deepEqual(before, [{ emoji: "👍", user_ids: ["t1"] }]);
+  assert.deepEqual(list.get(1).reactions, [{ emoji: "👍", user_ids: ["t1", "s1"] }]);
+  // Taking one's own back leaves the others'; the last one out removes the emoji.
+  list.reaction({ message_id: 1, user_id: "s1", emoji: "👍" }, false);
+  list.reaction({ message_id: 1, user_id: "t1", emoji: "👍" }, false);
+  assert.deepEqual(list.get(1).reactions, []);
+});
+
+test("a message from a page keeps the reactions it carries; the order first used is kept", () => {
+  const list = new MessageList(7);
+  list.put(msg(1, TESS, { reactions: [{ emoji: "🎉", user_ids: ["t1"] }, { emoji: "👍", user_ids: ["s1"] }] }));
+  list.reaction({ message_id: 1, user_id: "s1", emoji: "🎉" }, true);
+  assert.deepEqual(list.get(1).reactions.map((r) => r.emoji), ["🎉", "👍"]);
+});
+
+test("reactions as drawn: counts and one's own marked; taking back what one holds", () => {
+  const reactions = [
+    { emoji: "👍", user_ids: ["t1", "s1"] },
+    { emoji: "👨‍👩‍👧", user_ids: ["t1"] },
+  ];
+  assert.deepEqual(reactionSummary(reactions, "s1"), [
+    { emoji: "👍", count: 2, mine: true, userIds: ["t1", "s1"] },
+    { emoji: "👨‍👩‍👧", count: 1, mine: false, userIds: ["t1"] },
+  ]);
+  assert.deepEqual(reactionSummary(undefined, "s1"), []);
+  assert.equal(holdsReaction({ reactions }, "👍", "s1"), true);
+  assert.equal(holdsReaction({ reactions }, "👨‍👩‍👧", "s1"), false);
+  assert.equal(holdsReaction({ reactions: [] }, "👍", "s1"), false);
+  // The picker offers a few distinct single emoji.
+  assert.ok(COMMON_EMOJI.length >= 5 && COMMON_EMOJI.length <= 10);
+  assert.equal(new Set(COMMON_EMOJI).size, COMMON_EMOJI.length);
+});
+
+test("attachments upload one by one and the message may go once all are uploaded", () => {
+  const files = new Attachments();
+  const { added, refused } = files.add([
+    { name: "a.png", size: 10 },
+    { name: "b.pdf", size: 20 },
+  ]);
+  assert.equal(refused, 0);
+  assert.deepEqual(added.map((i) => [i.name, i.state]), [["a.png", "uploading"], ["b.pdf", "uploading"]]);
+  assert.equal(files.ready(), false);
+  assert.equal(files.progress(added[1].key, 0.5), true);
+  files.progress(added[1].key, 0.25);
+  assert.equal(files.get(added[1].key).progress, 0.5, "progress never goes back");
+  // The second finishes first; the order of file_ids stays the order attached.
+  files.uploaded(added[1].key, { id: "fb" });
+  files.uploaded(added[0].key, { id: "fa" });
+  assert.equal(files.ready(), true);
+  assert.deepEqual(files.files().map((f) => f.id), ["fa", "fb"]);
+});
+
+test("a failed upload holds the message back until retried or removed", () => {
+  const files = new Attachments();
+  const [a, b] = files.add([{ name: "a", size: 1 }, { name: "b", size: 1 }]).added;
+  files.uploaded(a.key, { id: "fa" });
+  files.failed(b.key, "too large");
+  assert.equal(files.ready(), false);
+  assert.equal(files.get(b.key).error, "too large");
+  assert.equal(files.retrying(a.key), null, "only a failed one is retried");
+  assert.equal(files.retrying(b.key).state, "uploading");
+  assert.equal(files.ready(), false);
+  assert.equal(files.remove(b.key), true);
+  assert.equal(files.ready(), true);
+  // An upload that ends after its file was removed changes nothing.
+  assert.equal(files.uploaded(b.key, { id: "fb" }), false);
+  assert.deepEqual(files.files().map((f) => f.id), ["fa"]);
+});
+
+test("at most MAX_FILES files are attached to one message", () => {
+  const files = new Attachments();
+  const many = Array.from({ length: MAX_FILES + 2 }, (_, n) => ({ name: `f${n}`, size: n }));
+  const { added, refused } = files.add(many);
+  assert.equal(MAX_FILES, 10);
+  assert.equal(added.length, MAX_FILES);
+  assert.equal(refused, 2);
+  assert.equal(files.add([{ name: "more", size: 1 }]).refused, 1);
+  files.clear();
+  assert.equal(files.size, 0);
 });
 
 test("the outbox keeps sends per chat until removed", () => {

@@ -4,8 +4,11 @@ a teacher), paging, outages and restarts, every role, and no console errors anyw
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import struct
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,9 +67,11 @@ def types(frames: list[str]) -> list[str]:
     return [json.loads(f)["type"] for f in frames]
 
 
-def assert_no_console_errors(*tabs: Tab, network_down: bool = False) -> None:
+def assert_no_console_errors(
+    *tabs: Tab, network_down: bool = False, gone: tuple[str, ...] = ()
+) -> None:
     for tab in tabs:
-        assert tab.unexpected_errors(network_down=network_down) == [], tab.name
+        assert tab.unexpected_errors(network_down=network_down, gone=gone) == [], tab.name
 
 
 # --- the conversation ---------------------------------------------------------------------
@@ -260,6 +265,105 @@ async def test_scrolling_up_loads_older_messages(
     assert_no_console_errors(student)
 
 
+# --- reactions -------------------------------------------------------------------------------
+
+
+@bounded
+async def test_reactions_are_added_and_taken_back_and_seen_live(
+    open_tab: OpenTab, api: World, school: School, screenshots: Path
+) -> None:
+    await api.post(school.teacher, school.math, "Did you finish the homework?")
+    await api.post(school.student, school.math, "Almost!")
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    teacher = await open_tab(school.teacher, fragment=f"chat={school.math}")
+    question = "Did you finish the homework?"
+    await expect(teacher.message(question)).to_be_visible()
+
+    # The student opens the picker with the keyboard, moves to ❤️ and chooses it.
+    mine = student.message(question)
+    react = mine.get_by_role("button", name="React")
+    await react.focus()
+    await student.page.keyboard.press("Enter")
+    picker = mine.get_by_role("group", name="Choose a reaction")
+    await expect(picker.get_by_role("button", name="React with 👍")).to_be_focused()
+    await student.page.keyboard.press("ArrowRight")
+    await expect(picker.get_by_role("button", name="React with ❤️")).to_be_focused()
+    await student.page.keyboard.press("Enter")
+    await expect(picker).to_have_count(0)
+    await expect(mine.get_by_role("button", name="React")).to_be_focused()
+    await expect(mine.locator(".msg-reactions li")).to_have_text(["❤️ 1"])
+    await expect(mine.locator(".msg-reactions li.mine")).to_have_count(1)
+    # The teacher sees it at once, not as theirs.
+    theirs = teacher.message(question)
+    await expect(theirs.locator(".msg-reactions li")).to_have_text(["❤️ 1"])
+    await expect(theirs.locator(".msg-reactions li.mine")).to_have_count(0)
+    await expect(theirs.locator(".reaction")).to_have_attribute("title", re.compile("Sam Student"))
+
+    # The teacher joins in by clicking it; both pages count two.
+    await theirs.locator(".reaction", has_text="❤️").click()
+    await expect(theirs.locator(".msg-reactions li.mine")).to_have_text("❤️ 2")
+    await expect(mine.locator(".msg-reactions li")).to_have_text(["❤️ 2"])
+    await expect(mine.locator(".reaction")).to_have_attribute("aria-pressed", "true")
+
+    # Escape closes the picker without choosing.
+    await mine.get_by_role("button", name="React").focus()
+    await student.page.keyboard.press("Enter")
+    await expect(picker.get_by_role("button", name="Take back your ❤️")).to_have_count(1)
+    await student.page.screenshot(path=screenshots / "reactions.png")
+    await student.page.keyboard.press("Escape")
+    await expect(picker).to_have_count(0)
+    await expect(mine.get_by_role("button", name="React")).to_be_focused()
+
+    # The student takes theirs back by clicking their own reaction.
+    await mine.locator(".reaction", has_text="❤️").click()
+    await expect(mine.locator(".msg-reactions li")).to_have_text(["❤️ 1"])
+    await expect(mine.locator(".msg-reactions li.mine")).to_have_count(0)
+    await expect(theirs.locator(".msg-reactions li.mine")).to_have_text("❤️ 1")
+    # And the teacher too: the emoji goes from both screens.
+    await theirs.locator(".reaction", has_text="❤️").click()
+    await expect(theirs.locator(".msg-reactions")).to_have_count(0)
+    await expect(mine.locator(".msg-reactions")).to_have_count(0)
+
+    # The student reacts to their own message with a click in the picker.
+    await student.message("Almost!").get_by_role("button", name="React").click()
+    await student.message("Almost!").get_by_role("button", name="React with 🎉").click()
+    await expect(teacher.message("Almost!").locator(".msg-reactions li")).to_have_text(["🎉 1"])
+    stored = {
+        m["content"]: m["reactions"] for m in await messages_of(api, school.teacher, school.math)
+    }
+    assert stored == {question: [], "Almost!": [{"emoji": "🎉", "user_ids": [school.student]}]}
+    assert_no_console_errors(student, teacher)
+
+
+@bounded
+async def test_who_may_not_react_sees_reactions_without_buttons(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    message = await api.post(school.teacher, school.math, "Reacted to")
+    resp = await api.client.put(
+        f"/api/v1/messages/{message['id']}/reactions/%F0%9F%91%8D",
+        headers=api.auth(school.student),
+    )
+    assert resp.status == 204, await resp.text()
+    admin = await api.user("admin", name="Ada Admin")
+    tab = await open_tab(admin, fragment=f"chat={school.math}")
+    reacted = tab.message("Reacted to")
+    await expect(reacted.locator(".msg-reactions li")).to_have_text(["👍 1"])
+    await expect(reacted.locator(".msg-reactions .reaction")).to_have_attribute(
+        "title", "👍 from Sam Student"
+    )
+    await expect(reacted.locator(".msg-reactions button")).to_have_count(0)
+    await expect(reacted.get_by_role("button", name="React")).to_have_count(0)
+    # Live, too.
+    resp = await api.client.put(
+        f"/api/v1/messages/{message['id']}/reactions/%F0%9F%91%8D",
+        headers=api.auth(school.teacher),
+    )
+    assert resp.status == 204, await resp.text()
+    await expect(reacted.locator(".msg-reactions li")).to_have_text(["👍 2"])
+    assert_no_console_errors(tab)
+
+
 # --- outages --------------------------------------------------------------------------------
 
 
@@ -400,13 +504,43 @@ async def test_an_admin_sees_every_chat_read_only(
         "You are viewing this chat as an administrator: read-only."
     )
     await expect(tab.page.locator("#chat-tag")).to_have_text("read-only")
-    # No reply, edit or delete buttons for a reader.
-    assert await tab.page.locator(".msg-actions button").count() == 0
+    # A reader: no reply, edit or react buttons; only "Delete", which an administrator may
+    # use on any message.
+    await expect(tab.page.locator(".msg-actions button")).to_have_text(["Delete"])
     # Live events reach the admin too.
     await api.post(other_teacher, others.subject_chat["id"], "The answer")
     await expect(tab.message("The answer")).to_be_visible()
     await tab.page.screenshot(path=screenshots / "admin-read-only.png")
     assert_no_console_errors(tab)
+
+
+@bounded
+async def test_an_admin_deletes_a_message_and_the_participants_see_it_go(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    await api.post(school.student, school.math, "Something that must go")
+    await api.post(school.teacher, school.math, "An answer that stays")
+    admin = await api.user("admin", name="Ada Admin")
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    await expect(student.message("Something that must go")).to_be_visible()
+    tab = await open_tab(admin, fragment=f"chat={school.math}")
+    doomed = tab.message("Something that must go")
+    # With the keyboard: the Delete button shows once it has the focus.
+    await doomed.get_by_role("button", name="Delete").focus()
+    await tab.page.keyboard.press("Enter")
+    confirm = doomed.locator(".msg-confirm")
+    await expect(confirm).to_contain_text("Delete this message?")
+    await expect(confirm.get_by_role("button", name="Delete")).to_be_focused()
+    await tab.page.keyboard.press("Enter")
+    await expect(tab.message("Something that must go")).to_have_count(0)
+    await expect(student.message("Something that must go")).to_have_count(0)
+    await expect(student.page.locator(".msg-text")).to_have_text(["An answer that stays"])
+    # Still a reader: the composer stays hidden.
+    await expect(tab.page.locator("#composer")).to_be_hidden()
+    assert [m["content"] for m in await messages_of(api, school.teacher, school.math)] == [
+        "An answer that stays"
+    ]
+    assert_no_console_errors(tab, student)
 
 
 @bounded
@@ -450,6 +584,7 @@ async def test_an_inactive_chat_is_marked_and_read_only(
     own = tab.message("Last words")
     await own.hover()
     await expect(own.get_by_role("button", name="Edit")).to_have_count(0)
+    await expect(own.get_by_role("button", name="React")).to_have_count(0)
     await expect(own.get_by_role("button", name="Delete")).to_have_count(1)
     assert_no_console_errors(tab)
 
@@ -469,19 +604,18 @@ async def test_chat_changes_arrive_live(open_tab: OpenTab, api: World, school: S
         "subject": {"id": "math", "name": "Math"},
         "active": False,
     }
-    # The page shows the change from the event, then asks for the chat again (its unread
-    # count is per reader): that answer comes before the chat is deleted below.
+    # The page shows the change from the event alone: a listed chat keeps its unread count,
+    # so nothing is asked that could race the deletion below.
     math_chat = f"/api/v1/chats/{school.math}"
-    async with page.expect_response(
-        lambda r: r.request.method == "GET" and r.url.endswith(math_chat)
-    ):
-        resp = await api.client.put(
-            f"/api/v1/enrollments/{school.math_enrollment}", json=body, headers=api.service
-        )
-        assert resp.status == 200, await resp.text()
-        await expect(page.locator("#composer")).to_be_hidden()
-        await expect(page.locator("#chat-notice")).to_contain_text("This chat is closed")
-        await expect(student.chat_link("Math").locator(".tag")).to_have_text("read-only")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith(math_chat) else None)
+    resp = await api.client.put(
+        f"/api/v1/enrollments/{school.math_enrollment}", json=body, headers=api.service
+    )
+    assert resp.status == 200, await resp.text()
+    await expect(page.locator("#composer")).to_be_hidden()
+    await expect(page.locator("#chat-notice")).to_contain_text("This chat is closed")
+    await expect(student.chat_link("Math").locator(".tag")).to_have_text("read-only")
     # And deleted: it leaves the list and the screen, saying so.
     resp = await api.client.delete(
         f"/api/v1/enrollments/{school.math_enrollment}", headers=api.service
@@ -491,7 +625,48 @@ async def test_chat_changes_arrive_live(open_tab: OpenTab, api: World, school: S
     await expect(page.locator("#notice")).to_have_text("This chat was removed.")
     await expect(page.locator("#chat-placeholder")).to_be_visible()
     assert "chat=" not in page.url
+    assert asked == []
     assert_no_console_errors(student)
+
+
+@bounded
+async def test_a_chat_that_answers_404_when_asked_again_is_gone(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    """A chat deleted while the page asks for it again (the 404 overtaking the feed's
+    chat.deleted) leaves the list and the screen just the same, without a page error."""
+    await api.post(school.teacher, school.math, "Soon gone")
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    page = student.page
+    await expect(student.message("Soon gone")).to_be_visible()
+
+    async def read_by_the_student() -> bool:
+        [message] = await messages_of(api, school.teacher, school.math)
+        return message["read_by"] == [school.student]
+
+    # Seen and marked read first, so that no read mark goes out for the deleted message.
+    await eventually(read_by_the_student, what="the student's read mark")
+    math_chat = f"/api/v1/chats/{school.math}"
+    not_found = {"error": {"code": "not_found", "message": "no such chat"}}
+    await page.route(
+        re.compile(rf"{re.escape(math_chat)}$"),
+        lambda route: route.fulfill(status=404, json=not_found),
+    )
+    # The chat's last message goes: the page asks for the chat (its new last message).
+    [message] = await messages_of(api, school.teacher, school.math)
+    resp = await api.client.delete(
+        f"/api/v1/messages/{message['id']}", headers=api.auth(school.teacher)
+    )
+    assert resp.status == 204, await resp.text()
+    await expect(student.chat_link("Math")).to_have_count(0)
+    await expect(page.locator("#notice")).to_have_text("This chat was removed.")
+    await expect(page.locator("#chat-placeholder")).to_be_visible()
+    await expect(student.chat_link("Physics")).to_have_count(1)
+    assert "chat=" not in page.url
+    # Chromium itself logs the 404 of the request (no page code can silence that); nothing
+    # else reaches the console.
+    assert student.errors != []
+    assert_no_console_errors(student, gone=(math_chat,))
 
 
 # --- signing in, languages, phones, files ------------------------------------------------
@@ -545,9 +720,15 @@ async def test_phone_width_shows_one_pane_at_a_time(
     await tab.send("Replying from a phone")
     sent = tab.message("Replying from a phone")
     await expect(sent.locator(".msg-status")).to_contain_text("Sent")
-    # Nothing is wider than the screen.
+    # Nothing is wider than the screen, the reaction picker included.
     assert await page.evaluate("document.documentElement.scrollWidth") <= 360
     await page.screenshot(path=screenshots / "phone-chat.png")
+    long_one = tab.message(("A long message " * 12).strip())
+    await long_one.get_by_role("button", name="React").click()
+    await expect(long_one.locator(".picker-emoji")).to_have_count(8)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+    await long_one.get_by_role("button", name="React with 👍").click()
+    await expect(long_one.locator(".msg-reactions li.mine")).to_have_text("👍 1")
     await page.locator("#chat-back").click()
     await expect(page.locator("#sidebar")).to_be_visible()
     await expect(page.locator("#chat")).to_be_hidden()
@@ -617,3 +798,216 @@ async def test_files_and_reactions_in_messages_are_shown(
     # Chromium reports the expired link's 403, and nothing else.
     expired = "Failed to load resource: the server responded with a status of 403 (Forbidden)"
     assert tab.errors == [expired]
+
+
+# --- attaching and sending files -----------------------------------------------------------
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain PNG of one colour (something to see in the screenshots)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\0" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def upload(name: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """A file for Playwright's file inputs."""
+    return {"name": name, "mimeType": content_type, "buffer": body}
+
+
+def aiohttp_file(name: str, body: bytes) -> Any:
+    """A file part for an aiohttp form (the `file` part of an upload)."""
+    part = io.BytesIO(body)
+    part.name = name
+    return part
+
+
+@bounded
+async def test_attached_files_must_upload_before_the_message_goes(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    """The composer's file list, with the upload answers given by the test: a refused upload
+    holds the message back until removed; at most ten files; another chat starts empty."""
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    page = student.page
+    await expect(page.locator("#top-status")).to_have_text("No messages yet.")
+    uploads: list[str] = []
+
+    async def answer(route: Route) -> None:
+        uploads.append(route.request.url)
+        if len(uploads) == 1:
+            error = {"code": "payload_too_large", "message": "The file is over 20 MiB."}
+            await route.fulfill(status=413, json={"error": error})
+            return
+        n = len(uploads)
+        file = {"id": f"f{n}", "name": f"{n}.txt", "size": 1, "content_type": "text/plain"}
+        await route.fulfill(status=201, json={"file": {**file, "url": f"/t/{n}"}})
+
+    await page.route(re.compile(r"/api/v1/chats/\d+/files$"), answer)
+    files = page.locator("#composer-files > li")
+    await page.locator("#composer-file").set_input_files(
+        [upload("big.bin", "application/octet-stream", b"x" * 100)]
+    )
+    await expect(files).to_have_count(1)
+    await expect(files.first).to_contain_text("big.bin")
+    await expect(files.first).to_contain_text("Not uploaded: The file is over 20 MiB.")
+    assert uploads == [student.page.url.split("#")[0] + f"api/v1/chats/{school.math}/files"]
+    # The message waits: Enter keeps the text and says why.
+    await page.locator("#composer-input").fill("Here is my work")
+    await page.locator("#composer-input").press("Enter")
+    await expect(page.locator("#composer-file-status")).to_have_text(
+        "A file did not upload: try it again or remove it."
+    )
+    await expect(page.locator("#composer-input")).to_have_value("Here is my work")
+    await expect(student.messages()).to_have_count(0)
+    # Tried again with the keyboard, it uploads (the focus stays on the file's row)...
+    await files.first.get_by_role("button", name="Retry").focus()
+    await page.keyboard.press("Enter")
+    await expect(files.first.locator(".file-state")).to_have_text("Ready")
+    await expect(files.first.get_by_role("button", name="Remove big.bin")).to_be_focused()
+    assert len(uploads) == 2
+    # ...and removed with the keyboard, the list is gone.
+    await page.keyboard.press("Enter")
+    await expect(files).to_have_count(0)
+    await expect(page.locator("#composer-files")).to_be_hidden()
+    await expect(page.locator("#composer-input")).to_be_focused()
+
+    # Eleven at once: ten are attached and upload, the eleventh is refused, saying so.
+    await page.locator("#composer-file").set_input_files(
+        [upload(f"page{n}.txt", "text/plain", b"p") for n in range(11)]
+    )
+    await expect(files).to_have_count(10)
+    await expect(page.locator("#composer-file-status")).to_have_text(
+        "At most 10 files can go in one message."
+    )
+    await expect(page.locator("#composer-files .file-state.ok")).to_have_count(10)
+    assert len(uploads) == 12
+
+    # Another chat: the files were for this one, so the list starts empty there.
+    await student.chat_link("Physics").click()
+    await expect(page.locator("#chat-title")).to_contain_text("Physics")
+    await expect(files).to_have_count(0)
+    # Chromium logs the refused upload's status itself; nothing else reaches the console.
+    assert student.errors == [
+        "Failed to load resource: the server responded with a status of 413 (Payload Too Large)"
+    ]
+
+
+@pytest.mark.needs_files
+@bounded
+async def test_files_go_from_the_student_to_the_teacher(
+    open_tab: OpenTab, api: World, school: School, screenshots: Path
+) -> None:
+    student = await open_tab(school.student, fragment=f"chat={school.math}")
+    teacher = await open_tab(school.teacher, fragment=f"chat={school.math}")
+    page = student.page
+    await expect(page.locator("#top-status")).to_have_text("No messages yet.")
+    pdf = b"%PDF-1.4\n" + b"0" * 3000
+
+    # Two files, attached with the button's file chooser; each is uploaded at once.
+    async with page.expect_file_chooser() as chooser:
+        await page.locator("#composer-attach").click()
+    await (await chooser.value).set_files(
+        [
+            upload("work.png", "image/png", png(160, 110, (70, 120, 200))),
+            upload("notes.pdf", "application/pdf", pdf),
+        ]
+    )
+    files = page.locator("#composer-files > li")
+    await expect(files).to_have_count(2)
+    await expect(page.locator("#composer-files .file-state.ok")).to_have_text(["Ready", "Ready"])
+    await page.locator("#composer-input").fill("My homework")
+    await page.screenshot(path=screenshots / "files-attached.png")
+    await page.locator("#composer-input").press("Enter")
+    await expect(files).to_have_count(0)
+
+    sent = student.message("My homework")
+    await expect(sent.locator(".msg-status")).to_contain_text("Sent")
+    await expect(sent.locator("img")).to_have_attribute("alt", "Image: work.png")
+    await expect(sent.locator("a.msg-file")).to_have_text(re.compile(r"^notes\.pdf \(\d"))
+
+    # The teacher gets it live: the image shows, the other file is a link.
+    got = teacher.message("My homework")
+    image = got.locator("img")
+    await expect(image).to_have_attribute("alt", "Image: work.png")
+    await eventually(
+        lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), what="image load"
+    )
+    link = got.locator("a.msg-file")
+    await expect(link).to_have_text(re.compile(r"^notes\.pdf \(\d"))
+    await teacher.page.screenshot(path=screenshots / "files-teacher.png")
+    # Following the link asks for a fresh one first, then downloads the file.
+    renewal = re.compile(r"/api/v1/files/[^/?]+$")
+    async with teacher.page.expect_request(renewal), teacher.page.expect_download() as download:
+        await link.click()
+    assert (await download.value).suggested_filename == "notes.pdf"
+
+    # A file alone, without text.
+    await page.locator("#composer-file").set_input_files([upload("only.png", "image/png", PNG_1PX)])
+    await expect(page.locator("#composer-files .file-state.ok")).to_have_text(["Ready"])
+    await page.locator("#composer-input").press("Enter")
+    await expect(teacher.page.get_by_alt_text("Image: only.png")).to_have_count(1)
+    # The chat list names the file where a text would be.
+    await expect(teacher.chat_link("Math")).to_contain_text("Sam Student: 📎 only.png")
+
+    stored = await messages_of(api, school.teacher, school.math)
+    assert [(m["content"], [f["name"] for f in m["files"]]) for m in stored] == [
+        ("My homework", ["work.png", "notes.pdf"]),
+        ("", ["only.png"]),
+    ]
+    assert_no_console_errors(student, teacher)
+
+
+@pytest.mark.needs_files
+@bounded
+async def test_an_image_whose_link_ran_out_is_shown_with_a_fresh_one(
+    open_tab: OpenTab, api: World, school: School
+) -> None:
+    resp = await api.client.post(
+        f"/api/v1/chats/{school.math}/files",
+        data={"file": aiohttp_file("scan.png", PNG_1PX)},
+        headers=api.auth(school.teacher),
+    )
+    assert resp.status == 201, await resp.text()
+    file = (await resp.json())["file"]
+    await api.post(school.teacher, school.math, "Corrected", file_ids=[file["id"]])
+
+    tab = await open_tab(None)  # signed out: the route goes in before anything loads
+    # The link the page gets has stopped working (a link that was changed is refused like
+    # one whose time is up: 403), so the page asks GET /api/v1/files/{id} for a fresh one.
+    spoilt: list[str] = []
+
+    async def spoil_the_link(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        for message in body["messages"]:
+            for f in message["files"]:
+                f["url"] += "0"
+                spoilt.append(f["url"])
+        await route.fulfill(response=response, body=json.dumps(body))
+
+    await tab.page.route(re.compile(r"/api/v1/chats/\d+/messages\?"), spoil_the_link)
+    await tab.page.locator("#signin-token").fill(api.token(school.student))
+    async with tab.page.expect_response(re.compile(rf"/api/v1/files/{file['id']}$")) as renewed:
+        await tab.page.locator("#signin-token").press("Enter")
+        await tab.chat_link("Math").click()
+        image = tab.message("Corrected").locator("img")
+        await expect(image).to_have_attribute("alt", "Image: scan.png")
+    assert (await renewed.value).status == 200
+    await eventually(
+        lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"), what="image load"
+    )
+    assert len(spoilt) == 1
+    assert await image.get_attribute("src") not in spoilt
+    forbidden = "Failed to load resource: the server responded with a status of 403 (Forbidden)"
+    assert tab.errors == [forbidden]

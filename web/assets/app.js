@@ -8,7 +8,7 @@ import { byId, show } from "./dom.js";
 import { joinNames, lang, roleName, t } from "./i18n.js";
 import { MessageListView } from "./messages.js";
 import { forgetToken, fragment, saveToken, takeToken, tokenSubject } from "./session.js";
-import { ChatList, MessageList, Outbox } from "./state.js";
+import { ChatList, MessageList, Outbox, holdsReaction } from "./state.js";
 
 const PAGE = 50;
 const TYPING_SHOWN_MS = 5000;
@@ -47,6 +47,7 @@ class App {
         onEdit: (m) => this.composer.startEdit(m),
         onReply: (m) => this.composer.startReply(m),
         onDelete: (m) => this.deleteMessage(m),
+        onReact: (m, emoji) => this.react(m, emoji),
         onRedraw: () => this.renderMessages(),
         renewFile: (file) => this.client.renewFileLink(file.id),
       },
@@ -59,9 +60,14 @@ class App {
         banner: byId("composer-banner"),
         bannerText: byId("composer-banner-text"),
         bannerCancel: byId("composer-banner-cancel"),
+        attach: byId("composer-attach"),
+        fileInput: byId("composer-file"),
+        fileList: byId("composer-files"),
+        fileStatus: byId("composer-file-status"),
       },
       {
-        onSend: (text, replyTo) => this.send(text, replyTo),
+        onSend: (text, replyTo, files) => this.send(text, replyTo, files),
+        upload: (file, options) => this.client.uploadFile(this.open.id, file, options),
         onSave: (message, text) => this.edit(message, text),
         onTyping: () => this.open && this.client.typing(this.open.id),
         lastOwnMessage: () => this.lastOwnMessage(),
@@ -90,6 +96,18 @@ class App {
       this.view.recheckSeen();
     });
     byId("conn-retry").addEventListener("click", () => c.reconnectNow());
+    // Files dropped anywhere on an open chat one may write in are attached.
+    const chatBody = byId("chat-body");
+    chatBody.addEventListener("dragover", (event) => {
+      if (byId("composer").hidden || !event.dataTransfer?.types.includes("Files")) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+    });
+    chatBody.addEventListener("drop", (event) => {
+      if (byId("composer").hidden || !event.dataTransfer?.files.length) return;
+      event.preventDefault();
+      this.composer.attachFiles([...event.dataTransfer.files]);
+    });
     byId("chats-retry").addEventListener("click", () => this.reload());
     byId("sign-out").addEventListener("click", () => {
       c.disconnect();
@@ -274,6 +292,8 @@ class App {
       .then(
         (chat) => this.chats.put(chat),
         (err) => {
+          // Gone (deleted meanwhile, its 404 perhaps ahead of the chat.deleted event) or no
+          // longer visible: off the list and the screen, like a chat.deleted.
           if (err.status === 403 || err.status === 404) this.chatGone(chatId);
         },
       )
@@ -295,7 +315,7 @@ class App {
 
   // --- sending, editing, deleting, read marks ------------------------------------------
 
-  send(content, replyTo) {
+  send(content, replyTo, files = []) {
     const chatId = this.open.id;
     const pending = {
       client_id: newClientId(),
@@ -311,7 +331,7 @@ class App {
         edited_at: null,
         reply_to_id: replyTo?.id ?? null,
         read_by: [],
-        files: [],
+        files, // uploaded already: their links show at once
         reactions: [],
       },
     };
@@ -329,6 +349,7 @@ class App {
       const message = await this.client.sendMessage(chatId, pending.message.content, {
         clientId: pending.client_id,
         replyToId: pending.message.reply_to_id,
+        fileIds: pending.message.files.map((f) => f.id),
       });
       this.confirmSent(chatId, pending.client_id, message);
     } catch (err) {
@@ -371,7 +392,25 @@ class App {
     } catch (err) {
       this.notice(t("actionFailed", { reason: reason(err) }));
     }
-    byId("composer-input").focus();
+    // The composer, or for a reader (an administrator) the messages.
+    if (byId("composer").hidden) byId("scroller").focus();
+    else byId("composer-input").focus();
+  }
+
+  /** Add `emoji` to the message, or take it back when one holds it already. Shown once the
+   * server agrees; the feed's event for it then changes nothing. */
+  async react(message, emoji) {
+    const current = (this.open?.id === message.chat_id && this.open.list.get(message.id)) || message;
+    const add = !holdsReaction(current, emoji, this.me.id);
+    try {
+      if (add) await this.client.addReaction(message.id, emoji);
+      else await this.client.removeReaction(message.id, emoji);
+    } catch (err) {
+      this.notice(t("actionFailed", { reason: reason(err) }));
+      return;
+    }
+    const event = { message_id: message.id, user_id: this.me.id, emoji };
+    if (this.open?.id === message.chat_id && this.open.list.reaction(event, add)) this.renderMessages();
   }
 
   lastOwnMessage() {
@@ -474,6 +513,15 @@ class App {
 
   messageDeleted(chatId, messageId) {
     this.composer.forget(messageId);
+    const wanted = this.readWanted;
+    if (wanted?.chatId === chatId && wanted.id === messageId) {
+      // The read mark about to go names a message that is gone (the server would refuse
+      // it): the newest other one seen below it is marked instead, if any.
+      const below = this.open?.id === chatId
+        ? this.open.list.sorted().filter((m) => m.id < messageId && m.sender.id !== this.me.id).at(-1)
+        : null;
+      this.readWanted = below && below.id > (this.readSent.get(chatId) ?? 0) ? { chatId, id: below.id } : null;
+    }
     if (this.open?.id === chatId && this.open.list.remove(messageId)) this.renderMessages();
     const chat = this.chats.get(chatId);
     if (chat?.last_message?.id === messageId) this.refreshChat(chatId); // the new last one
@@ -485,8 +533,13 @@ class App {
       this.chatGone(chat.id); // taken off this chat (a new tutor, say)
       return;
     }
+    const known = this.chats.get(chat.id) !== null;
     this.chats.put(chat);
-    this.refreshChat(chat.id); // its unread count is per reader: ask
+    // The event carries no unread count (it is per reader): a chat already listed keeps its
+    // own, since closing a chat or changing its people reads nothing; only a chat new to this
+    // page (a teacher just given it, say) asks for its count. Fewer asks also means fewer
+    // that can race the chat's deletion.
+    if (!known) this.refreshChat(chat.id);
     this.renderChats();
     if (this.open?.id === chat.id) {
       this.renderChatFrame();
@@ -569,6 +622,7 @@ class App {
       me: this.me.id,
       chat,
       canPost: chat ? this.canPost(chat) : false,
+      canDeleteAny: this.me.role === "admin",
       loaded: list.loaded,
       hasOlder: list.hasOlder,
       loadingOlder: o.loadingOlder,

@@ -28,7 +28,7 @@ export class ChatListView {
     const participant = chat.participants.some((p) => p.id === meId);
     const unread = participant ? (chat.unread_count ?? 0) : 0;
     const preview = last
-      ? `${last.sender.id === meId ? t("you") : last.sender.name}: ${oneLine(last.content)}`
+      ? `${last.sender.id === meId ? t("you") : last.sender.name}: ${summary(last)}`
       : t("noMessages");
     return h(
       "li",
@@ -63,6 +63,12 @@ export class ChatListView {
       ),
     );
   }
+}
+
+/** A message in one line: its text, else the names of its files. */
+function summary(message) {
+  if (message.content.trim() || !message.files?.length) return oneLine(message.content);
+  return oneLine(`📎 ${message.files.map((f) => f.name).join(", ")}`);
 }
 
 function oneLine(text) {

@@ -14,7 +14,9 @@
 // 30 s apart); a 4401 close (the token is no longer good) stops reconnecting and emits
 // "unauthorized". Typing frames are limited to one per chat per 2 s. An optimistic send
 // (sendMessage with a client_id) is confirmed by whichever comes first, the REST answer or the
-// feed's message.created carrying the same client_id: "sent" is emitted once.
+// feed's message.created carrying the same client_id: "sent" is emitted once. Files are
+// uploaded first (uploadFile, with progress where XMLHttpRequest exists) and sent by id;
+// their signed links run out, and renewFileLink asks GET /api/v1/files/{id} for fresh ones.
 //
 // fetch, WebSocket, timers, the clock and the random source can be injected (tests, Node 20
 // with the `ws` package).
@@ -39,6 +41,7 @@ export class BridgeError extends Error {
 
   /** True when trying again later may succeed: no answer, a server error, a rate limit. */
   get retryable() {
+    if (this.code === "aborted") return false; // given up on purpose
     return this.status === 0 || this.status >= 500 || this.status === 429 || this.status === 408;
   }
 }
@@ -67,6 +70,7 @@ export class BridgeClient {
     this.token = options.token ?? null;
     this._fetch = options.fetch ?? (g.fetch ? g.fetch.bind(g) : null);
     this._WebSocket = options.WebSocket ?? g.WebSocket ?? null;
+    this._XMLHttpRequest = options.XMLHttpRequest ?? g.XMLHttpRequest ?? null; // upload progress
     this._setTimeout = options.setTimeout ?? ((fn, ms) => g.setTimeout(fn, ms));
     this._clearTimeout = options.clearTimeout ?? ((id) => g.clearTimeout(id));
     this._now = options.now ?? (() => Date.now());
@@ -131,7 +135,7 @@ export class BridgeClient {
   // --- REST -------------------------------------------------------------------------------
 
   /** One API call; resolves to the parsed JSON body (null for 204), rejects with BridgeError. */
-  async request(method, path, { query, json, body, timeoutMs } = {}) {
+  async request(method, path, { query, json, body, timeoutMs, signal } = {}) {
     if (!this._fetch) throw new BridgeError(0, "network", "no fetch available");
     let url = this.baseUrl + path;
     if (query) {
@@ -152,6 +156,9 @@ export class BridgeClient {
     const limit = timeoutMs ?? this.requestTimeoutMs;
     const controller = typeof AbortController === "function" ? new AbortController() : null;
     let timedOut = false;
+    // An outer signal (the caller gave up: an upload removed) aborts this request too.
+    const onAbort = () => controller?.abort();
+    signal?.addEventListener("abort", onAbort);
     const timer =
       controller && limit > 0
         ? this._setTimeout(() => {
@@ -167,11 +174,13 @@ export class BridgeClient {
         text = await resp.text();
       } catch (err) {
         if (timedOut) throw new BridgeError(0, "timeout", "the server did not answer in time");
+        if (signal?.aborted) throw aborted();
         throw new BridgeError(0, "network", `the server could not be reached (${err?.message ?? err})`);
       }
       return this._answer(resp, text);
     } finally {
       if (timer !== null) this._clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -248,15 +257,75 @@ export class BridgeClient {
     await this.request("POST", `/api/v1/chats/${seg(chatId)}/read`, { json });
   }
 
-  /** Upload a File or Blob for a later message's `fileIds`; resolves to the file object. */
-  async uploadFile(chatId, file, filename) {
+  /** Upload a File or Blob for a later message's `fileIds` (section 10: at most 10 per
+   * message); resolves to the file object `{id, name, size, content_type, url}`.
+   * Options: `filename` (else the File's own name), `onProgress(fraction)` (0..1, as the bytes
+   * go out: only where XMLHttpRequest exists, since fetch cannot report an upload's progress),
+   * `signal` (an AbortSignal: aborting rejects with code "aborted"). A string as the third
+   * argument is the filename. */
+  async uploadFile(chatId, file, options = {}) {
+    const opts = typeof options === "string" ? { filename: options } : options;
     const form = new FormData();
-    form.append("file", file, filename ?? file.name ?? "file");
-    const answer = await this.request("POST", `/api/v1/chats/${seg(chatId)}/files`, {
+    form.append("file", file, opts.filename ?? file.name ?? "file");
+    const path = `/api/v1/chats/${seg(chatId)}/files`;
+    if (opts.onProgress && this._XMLHttpRequest) {
+      return (await this._xhrUpload(path, form, opts)).file;
+    }
+    if (opts.signal?.aborted) throw aborted();
+    const answer = await this.request("POST", path, {
       body: form,
       timeoutMs: this.uploadTimeoutMs,
+      signal: opts.signal,
     });
     return answer.file;
+  }
+
+  _xhrUpload(path, form, { onProgress, signal }) {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(aborted());
+        return;
+      }
+      const xhr = new this._XMLHttpRequest();
+      xhr.open("POST", this.baseUrl + path);
+      xhr.setRequestHeader("Accept", "application/json");
+      if (this.token) xhr.setRequestHeader("Authorization", `Bearer ${this.token}`);
+      xhr.timeout = this.uploadTimeoutMs;
+      const stopListening = () => signal?.removeEventListener("abort", onAbort);
+      const onAbort = () => xhr.abort();
+      signal?.addEventListener("abort", onAbort);
+      xhr.upload.onprogress = (event) => {
+        if (event.lengthComputable && event.total > 0) onProgress(Math.min(1, event.loaded / event.total));
+      };
+      xhr.onload = () => {
+        stopListening();
+        const resp = {
+          ok: xhr.status >= 200 && xhr.status < 300,
+          status: xhr.status,
+          headers: { get: (name) => xhr.getResponseHeader(name) },
+        };
+        try {
+          const answer = this._answer(resp, xhr.responseText);
+          onProgress(1);
+          resolve(answer);
+        } catch (err) {
+          reject(err);
+        }
+      };
+      xhr.onerror = () => {
+        stopListening();
+        reject(new BridgeError(0, "network", "the server could not be reached"));
+      };
+      xhr.ontimeout = () => {
+        stopListening();
+        reject(new BridgeError(0, "timeout", "the server did not answer in time"));
+      };
+      xhr.onabort = () => {
+        stopListening();
+        reject(aborted());
+      };
+      xhr.send(form);
+    });
   }
 
   /** A file object with a fresh signed `url`. */
@@ -532,6 +601,10 @@ export class BridgeClient {
     this.state = state;
     this._emit("state", { state, attempt: this.attempt, retryAt: this.retryAt, ...extra });
   }
+}
+
+function aborted() {
+  return new BridgeError(0, "aborted", "the request was cancelled");
 }
 
 function seg(value) {

@@ -4,6 +4,7 @@
 
 import { h, replaceChildren, show } from "./dom.js";
 import { fileSize, joinNames, longTime, shortTime, t } from "./i18n.js";
+import { COMMON_EMOJI, holdsReaction, reactionSummary } from "./state.js";
 
 const INLINE_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const NEAR_TOP_PX = 150;
@@ -13,7 +14,8 @@ export class MessageListView {
   /**
    * @param {object} parts scroller (the scrolling box), list (<ol>), top (status line above)
    * @param {object} hooks onOlder(), onSeen(id), onRetry(item), onDiscard(item),
-   *   onEdit(message), onDelete(message), onReply(message), renewFile(file) -> Promise<file>
+   *   onEdit(message), onDelete(message), onReply(message), onReact(message, emoji) (adds it,
+   *   or takes it back when one holds it), onRedraw(), renewFile(file) -> Promise<file>
    */
   constructor({ scroller, list, top }, hooks) {
     this.scroller = scroller;
@@ -22,6 +24,7 @@ export class MessageListView {
     this.hooks = hooks;
     this.nodes = new Map(); // key -> {el, sig}
     this.confirmingDelete = null; // id of the message asking "delete?"
+    this.pickerFor = null; // id of the message whose reaction picker is open
     this.names = new Map(); // user id -> name, for "read by"
     this.observer = new IntersectionObserver((entries) => this.onIntersect(entries), {
       root: scroller,
@@ -40,12 +43,13 @@ export class MessageListView {
     this.observer.disconnect();
     this.nodes.clear();
     this.confirmingDelete = null;
+    this.pickerFor = null;
     replaceChildren(this.listEl);
     this.topEl.textContent = "";
   }
 
   /** Draw `items` (confirmed messages by id, then pending ones) for `ctx`: {me, chat,
-   * canPost, loaded, hasOlder, loadingOlder, loadError, stickToBottom}. The bottom stays in
+   * canPost (also: may react), canDeleteAny (an administrator), loaded, hasOlder, loadingOlder, loadError, stickToBottom}. The bottom stays in
    * view when the reader was there (or `stickToBottom`); older messages arriving above keep
    * the reader's place. */
   render(items, ctx) {
@@ -64,15 +68,21 @@ export class MessageListView {
     for (const item of items) {
       const key = item.id ? `m${item.id}` : `c${item.client_id}`;
       keep.add(key);
-      const sig = signature(item, ctx, byId, this.confirmingDelete);
+      const sig = signature(item, ctx, byId, this.confirmingDelete, this.pickerFor);
       let node = this.nodes.get(key);
       if (!node || node.sig !== sig) {
         const el = this.draw(item, ctx, byId);
         el.dataset.key = key;
         if (node) {
+          // A keyboard user's place survives the redraw: the control at the same position
+          // in the new drawing gets the focus back.
+          const focusAt = node.el.contains(document.activeElement)
+            ? [...node.el.querySelectorAll("button, a")].indexOf(document.activeElement)
+            : -1;
           this.observer.unobserve(node.el);
           node.el.replaceWith(el);
           if (cursor === node.el) cursor = el;
+          if (focusAt >= 0) el.querySelectorAll("button, a")[focusAt]?.focus();
         }
         node = { el, sig };
         this.nodes.set(key, node);
@@ -169,9 +179,10 @@ export class MessageListView {
         m.pending || confirming ? null : this.drawActions(m, mine, ctx),
       ),
       m.reply_to_id ? this.drawReply(m.reply_to_id, byId) : null,
-      h("div", { class: "msg-text", text: m.content }),
+      m.content || !m.files?.length ? h("div", { class: "msg-text", text: m.content }) : null,
       m.files?.length ? this.drawFiles(m.files) : null,
-      m.reactions?.length ? drawReactions(m.reactions, this.names, ctx.me) : null,
+      m.reactions?.length ? this.drawReactions(m, ctx) : null,
+      m.id && this.pickerFor === m.id && ctx.canPost ? this.drawPicker(m, ctx) : null,
       confirming ? this.drawConfirmDelete(m) : this.drawStatus(m, mine),
     );
   }
@@ -296,13 +307,23 @@ export class MessageListView {
   drawActions(m, mine, ctx) {
     const buttons = [];
     if (ctx.canPost) {
+      buttons.push(
+        h("button", {
+          type: "button",
+          class: "link msg-react",
+          text: t("react"),
+          "aria-expanded": String(this.pickerFor === m.id),
+          onclick: () => this.togglePicker(m),
+        }),
+      );
       buttons.push(h("button", { type: "button", class: "link", text: t("reply"), onclick: () => this.hooks.onReply(m) }));
       if (mine) {
         buttons.push(h("button", { type: "button", class: "link", text: t("edit"), onclick: () => this.hooks.onEdit(m) }));
       }
     }
-    // An author may delete their own message even in a closed chat.
-    if (mine) {
+    // An author may delete their own message even in a closed chat; an administrator, who
+    // otherwise only reads, may delete any.
+    if (mine || ctx.canDeleteAny) {
       buttons.push(
         h("button", {
           type: "button",
@@ -311,34 +332,106 @@ export class MessageListView {
           onclick: () => {
             this.confirmingDelete = m.id;
             this.hooks.onRedraw();
-            this.listEl.querySelector(`[data-key="m${m.id}"] .msg-confirm button`)?.focus();
+            this.focusIn(m.id, ".msg-confirm button");
           },
         }),
       );
     }
     return buttons.length ? h("span", { class: "msg-actions" }, buttons) : null;
   }
-}
 
-function drawReactions(reactions, names, me) {
-  return h(
-    "ul",
-    { class: "msg-reactions" },
-    reactions.map((r) =>
-      h("li", {
-        class: r.user_ids.includes(me) ? "mine" : null,
-        text: t("reaction", { emoji: r.emoji, n: r.user_ids.length }),
-        title: t("reactionTitle", {
-          emoji: r.emoji,
-          names: joinNames(r.user_ids.map((id) => (id === me ? t("you") : names.get(id) ?? id))),
-        }),
+  focusIn(messageId, selector) {
+    this.listEl.querySelector(`[data-key="m${messageId}"] ${selector}`)?.focus();
+  }
+
+  // --- reactions --------------------------------------------------------------------
+
+  /** The reactions under a message: counts, one's own marked; where one may react, each is a
+   * button that adds one's own (or takes it back). */
+  drawReactions(m, ctx) {
+    const interactive = ctx.canPost && Boolean(m.id);
+    return h(
+      "ul",
+      { class: "msg-reactions", "aria-label": t("reactions") },
+      reactionSummary(m.reactions, ctx.me).map((r) => {
+        const names = joinNames(r.userIds.map((id) => (id === ctx.me ? t("you") : (this.names.get(id) ?? id))));
+        const title = t("reactionTitle", { emoji: r.emoji, names });
+        const text = t("reaction", { emoji: r.emoji, n: r.count });
+        const chip = interactive
+          ? h("button", {
+              type: "button",
+              class: "reaction",
+              text,
+              title: `${title}. ${r.mine ? t("reactionRemove") : t("reactionAdd")}`,
+              "aria-pressed": String(r.mine),
+              onclick: () => this.hooks.onReact(m, r.emoji),
+            })
+          : h("span", { class: "reaction", text, title });
+        return h("li", { class: r.mine ? "mine" : null }, chip);
       }),
-    ),
-  );
+    );
+  }
+
+  togglePicker(m) {
+    const opening = this.pickerFor !== m.id;
+    this.pickerFor = opening ? m.id : null;
+    this.hooks.onRedraw();
+    this.focusIn(m.id, opening ? ".msg-picker button" : ".msg-react");
+  }
+
+  closePicker(m) {
+    this.pickerFor = null;
+    this.hooks.onRedraw();
+    this.focusIn(m.id, ".msg-react");
+  }
+
+  /** A row of common emoji: arrows move along it, Enter or Space chooses, Escape closes. */
+  drawPicker(m, ctx) {
+    const buttons = COMMON_EMOJI.map((emoji) => {
+      const held = holdsReaction(m, emoji, ctx.me);
+      const label = held ? t("reactionTakeBack", { emoji }) : t("reactWith", { emoji });
+      return h("button", {
+        type: "button",
+        class: "picker-emoji",
+        text: emoji,
+        title: label,
+        "aria-label": label,
+        "aria-pressed": String(held),
+        onclick: () => {
+          this.hooks.onReact(m, emoji);
+          this.closePicker(m);
+        },
+      });
+    });
+    const picker = h(
+      "div",
+      { class: "msg-picker", role: "group", "aria-label": t("chooseReaction") },
+      buttons,
+      h("button", { type: "button", class: "link", text: t("cancel"), onclick: () => this.closePicker(m) }),
+    );
+    picker.addEventListener("keydown", (event) => {
+      const all = [...picker.querySelectorAll("button")];
+      const at = all.indexOf(document.activeElement);
+      let next = null;
+      if (event.key === "ArrowRight" || event.key === "ArrowDown") next = (at + 1) % all.length;
+      else if (event.key === "ArrowLeft" || event.key === "ArrowUp") next = (at - 1 + all.length) % all.length;
+      else if (event.key === "Home") next = 0;
+      else if (event.key === "End") next = all.length - 1;
+      else if (event.key === "Escape") {
+        event.preventDefault();
+        this.closePicker(m);
+        return;
+      }
+      if (next === null) return;
+      event.preventDefault();
+      all[next].focus();
+    });
+    return picker;
+  }
 }
 
 /** What a message's drawing depends on: equal signatures, no redraw. */
-function signature(m, ctx, byId, confirmingDelete) {
+function signature(m, ctx, byId, confirmingDelete, pickerFor) {
   const parent = m.reply_to_id ? byId.get(m.reply_to_id) : null;
   return JSON.stringify([
     m.content,
@@ -350,8 +443,10 @@ function signature(m, ctx, byId, confirmingDelete) {
     m.pending?.error,
     parent ? [parent.sender.name, parent.content] : null,
     ctx.canPost,
+    ctx.canDeleteAny,
     ctx.me,
     Boolean(m.id) && confirmingDelete === m.id,
+    Boolean(m.id) && pickerFor === m.id,
   ]);
 }
 

@@ -141,18 +141,25 @@ export class MessageList {
     return changed;
   }
 
+  /** A reaction.added / reaction.removed event (or one's own PUT / DELETE that succeeded):
+   * `{message_id, user_id, emoji}`. Entries keep the order in which each emoji was first
+   * used; one nobody holds any longer disappears. Returns whether anything changed. */
   reaction(event, added) {
     const m = this.byId.get(event.message_id);
     if (!m) return false;
-    const reactions = (m.reactions ?? []).map((r) => ({ ...r, user_ids: [...r.user_ids] }));
-    let entry = reactions.find((r) => r.emoji === event.emoji);
+    const reactions = m.reactions ?? [];
+    const entry = reactions.find((r) => r.emoji === event.emoji);
+    const holds = Boolean(entry?.user_ids.includes(event.user_id));
+    if (added === holds) return false; // already so: an echo of what is shown
     if (added) {
-      if (!entry) reactions.push((entry = { emoji: event.emoji, user_ids: [] }));
-      if (!entry.user_ids.includes(event.user_id)) entry.user_ids.push(event.user_id);
-    } else if (entry) {
-      entry.user_ids = entry.user_ids.filter((u) => u !== event.user_id);
+      m.reactions = entry
+        ? reactions.map((r) => (r === entry ? { ...r, user_ids: [...r.user_ids, event.user_id] } : r))
+        : [...reactions, { emoji: event.emoji, user_ids: [event.user_id] }];
+    } else {
+      m.reactions = reactions
+        .map((r) => (r === entry ? { ...r, user_ids: r.user_ids.filter((u) => u !== event.user_id) } : r))
+        .filter((r) => r.user_ids.length);
     }
-    m.reactions = reactions.filter((r) => r.user_ids.length);
     return true;
   }
 }
@@ -178,5 +185,119 @@ export class Outbox {
 
   remove(chatId, clientId) {
     return this.byChat.get(chatId)?.delete(clientId) ?? false;
+  }
+}
+
+// --- reactions --------------------------------------------------------------------------
+
+/** What the reaction picker offers (any single emoji is allowed; these are the usual ones). */
+export const COMMON_EMOJI = ["👍", "❤️", "😂", "😮", "😢", "🙏", "🎉", "✅"];
+
+/** A message's reactions as drawn: `[{emoji, count, mine, userIds}]`, in the order first used. */
+export function reactionSummary(reactions, me) {
+  return (reactions ?? [])
+    .filter((r) => r.user_ids.length)
+    .map((r) => ({ emoji: r.emoji, count: r.user_ids.length, mine: r.user_ids.includes(me), userIds: r.user_ids }));
+}
+
+/** Whether `me` holds `emoji` on the message: choosing it again takes it back. */
+export function holdsReaction(message, emoji, me) {
+  return Boolean(message.reactions?.some((r) => r.emoji === emoji && r.user_ids.includes(me)));
+}
+
+// --- files attached to the message being written ----------------------------------------
+
+/** At most this many files in one message (section 10). */
+export const MAX_FILES = 10;
+
+/** The files attached in the composer: each is uploaded at once (so sending is quick) and
+ * sent by its id. Items: `{key, name, size, state: "uploading"|"done"|"failed", progress,
+ * file, error, source}`; `source` is the File, kept to try a failed upload again. */
+export class Attachments {
+  constructor() {
+    this.items = [];
+    this.nextKey = 1;
+  }
+
+  /** Attach `files` (File-likes: name, size); returns `{added, refused}`: those over
+   * MAX_FILES are refused. */
+  add(files) {
+    const added = [];
+    let refused = 0;
+    for (const source of files) {
+      if (this.items.length >= MAX_FILES) {
+        refused += 1;
+        continue;
+      }
+      const item = {
+        key: this.nextKey++,
+        name: source.name ?? "file",
+        size: source.size ?? 0,
+        state: "uploading",
+        progress: 0,
+        file: null,
+        error: null,
+        source,
+      };
+      this.items.push(item);
+      added.push(item);
+    }
+    return { added, refused };
+  }
+
+  get(key) {
+    return this.items.find((i) => i.key === key) ?? null;
+  }
+
+  progress(key, fraction) {
+    const item = this.get(key);
+    if (!item || item.state !== "uploading") return false;
+    item.progress = Math.max(item.progress, Math.min(1, fraction));
+    return true;
+  }
+
+  uploaded(key, file) {
+    const item = this.get(key);
+    if (!item) return false; // removed while it was uploading
+    Object.assign(item, { state: "done", progress: 1, file, error: null });
+    return true;
+  }
+
+  failed(key, error) {
+    const item = this.get(key);
+    if (!item) return false;
+    Object.assign(item, { state: "failed", error });
+    return true;
+  }
+
+  retrying(key) {
+    const item = this.get(key);
+    if (!item || item.state !== "failed") return null;
+    Object.assign(item, { state: "uploading", progress: 0, error: null });
+    return item;
+  }
+
+  remove(key) {
+    const before = this.items.length;
+    this.items = this.items.filter((i) => i.key !== key);
+    return this.items.length !== before;
+  }
+
+  clear() {
+    this.items = [];
+  }
+
+  get size() {
+    return this.items.length;
+  }
+
+  /** Every attached file is uploaded: the message may go. */
+  ready() {
+    return this.items.every((i) => i.state === "done");
+  }
+
+  /** The uploaded files, in the order attached: their ids become the message's file_ids. */
+  files() {
+    return this.items.filter((i) => i.state === "done").map((i) => i.file);
   }
 }
