@@ -105,7 +105,8 @@ class Reminders:
                         "lane": outbox_store.entity_lane("user", r["assignee_pachca_user_id"]),
                     }
                 )
-            await outbox_store.enqueue_many(tx, jobs, now=now)
+            # Due by the wall clock, whatever ``now`` the run was given.
+            await outbox_store.enqueue_many(tx, jobs, now=min(now, utcnow()))
         self._report(run)
         return run
 
