@@ -123,6 +123,27 @@ async def test_at_most_one_reminder_per_repeat_interval(
     assert row["reminders_sent"] == 2
 
 
+async def test_the_repeat_interval_holds_across_an_answer_and_a_new_question(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    client, world = await start()
+    student, teacher, enrolled = await scene(world)
+    chat_id = enrolled.subject_chat["id"]
+    reminders = reminders_of(client)
+    await world.post(student, chat_id, "First question")
+    assert (await reminders.run_once(now=later(AFTER_S + 1))).queued == [chat_id]
+    await world.post(teacher, chat_id, "First answer")
+    await world.post(student, chat_id, "Second question")
+
+    # Waited long enough, but the last reminder is more recent than repeat_s.
+    assert (await reminders.run_once(now=later(2 * AFTER_S + 60))).queued == []
+    [row] = await waiting_list(world)
+    assert row["reminders_sent"] == 0  # none about this wait yet
+    assert (await reminders.run_once(now=later(AFTER_S + REPEAT_S + 60))).queued == [chat_id]
+    await settled(database, fake_pachca)
+    assert len(direct_messages(fake_pachca, TEACHER)) == 2
+
+
 async def test_no_reminder_after_an_answer_from_the_web(
     start: AppFactory, fake_pachca: FakePachca, database: Database
 ) -> None:
@@ -164,6 +185,33 @@ async def test_no_reminder_after_an_answer_from_pachca(
     await settled(database, fake_pachca)
     assert run.queued == []
     assert direct_messages(fake_pachca, TEACHER) == []
+
+
+async def test_an_answer_deleted_in_pachca_makes_the_chat_wait_again(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    _, world = await start()
+    student, _, enrolled = await scene(world)
+    chat_id = enrolled.subject_chat["id"]
+    thread = await thread_of(database, chat_id)
+    question = await world.post(student, chat_id, "A question")
+    await settled(database, fake_pachca)
+    answer = fake_pachca.post_as_user(
+        TEACHER, entity_type="thread", entity_id=thread.thread_id, content="Hasty answer"
+    )
+
+    async def waits() -> list[int]:
+        return [c["chat_id"] for c in await waiting_list(world)]
+
+    await eventually(lambda: _is(waits, []), what="the answer relayed")
+    fake_pachca.delete_as_user(TEACHER, answer["id"])
+    await eventually(lambda: _is(waits, [chat_id]), what="the answer's deletion relayed")
+    [row] = await waiting_list(world)
+    assert row["waiting_since"] == question["created_at"]
+
+
+async def _is(read: Any, expected: Any) -> bool:
+    return bool(await read() == expected)
 
 
 async def test_a_reminder_queued_before_the_answer_is_not_sent(
