@@ -76,6 +76,20 @@ async def test_lists_waiting_chats_longest_wait_first(client: TestClient, world:
     assert [c["chat_id"] for c in await listing(world, "?limit=1")] == [cid_chat["id"]]
 
 
+async def test_metrics_count_the_chats_waiting(client: TestClient, world: World) -> None:
+    teacher = await world.user("teacher")
+    for asked in (True, True, False):
+        student = await world.user("student")
+        chat = (await world.enroll(student, teacher)).subject_chat
+        await world.post(student, chat["id"], "A question")
+        if not asked:
+            await world.post(teacher, chat["id"], "Answered")
+
+    assert await client.app[SERVICES].reminders.refresh_gauge() == 2
+    text = await (await client.get("/metrics")).text()
+    assert "bridge_chats_waiting 2.0" in text
+
+
 @pytest.mark.parametrize("limit", ["0", "501", "-1", "many"])
 async def test_a_bad_limit_is_refused(client: TestClient, world: World, limit: str) -> None:
     resp = await client.get(f"{URL}?limit={limit}", headers=world.service)
