@@ -399,18 +399,20 @@ async def test_the_scheduled_run_reminds_after_a_short_wait(
     assert len(direct_messages(fake_pachca, TEACHER)) == 1  # repeat_s is an hour
 
 
-@pytest.mark.config_sections(reminders={"enabled": False, "after_s": 0.5, "repeat_s": 3600})
+@pytest.mark.config_sections(reminders={"enabled": False, "after_s": 3600, "repeat_s": 86400})
 async def test_a_reload_that_enables_reminders_applies_at_once(
     start: AppFactory, fake_pachca: FakePachca, database: Database
 ) -> None:
+    """The run was scheduled a minute apart (after_s an hour): the reload reschedules it to
+    the new, short after_s at once, not after the old interval."""
     client, world = await start()
     student, _, enrolled = await scene(world)
     await world.post(student, enrolled.subject_chat["id"], "A question")
     await settled(database, fake_pachca)
     live = client.app[SERVICES].rt.live
-    assert (await reminders_of(client).run_once(now=later(60))).queued == []
+    assert (await reminders_of(client).run_once(now=later(2 * 3600))).queued == []  # disabled
 
-    reminders = live.current.reminders.model_copy(update={"enabled": True})
+    reminders = live.current.reminders.model_copy(update={"enabled": True, "after_s": 0.5})
     live.current = live.current.model_copy(update={"reminders": reminders})
 
     await eventually(lambda: direct_messages(fake_pachca, TEACHER), what="a reminder")
