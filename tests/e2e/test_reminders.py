@@ -132,6 +132,8 @@ async def test_the_repeat_interval_holds_across_an_answer_and_a_new_question(
     reminders = reminders_of(client)
     await world.post(student, chat_id, "First question")
     assert (await reminders.run_once(now=later(AFTER_S + 1))).queued == [chat_id]
+    await settled(database, fake_pachca)  # sent before the answer (or it would not be)
+    assert len(direct_messages(fake_pachca, TEACHER)) == 1
     await world.post(teacher, chat_id, "First answer")
     await world.post(student, chat_id, "Second question")
 
