@@ -1,4 +1,5 @@
-"""Slash commands users send the bot in Pachca: `/help`, `/link CODE`, `/threads`."""
+"""Slash commands users send the bot in Pachca: `/help`, `/link CODE`, `/threads`,
+`/waiting`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-CommandName = Literal["help", "link", "threads"]
+CommandName = Literal["help", "link", "threads", "waiting"]
 
-_NAMES: dict[str, CommandName] = {"help": "help", "link": "link", "threads": "threads"}
+_NAMES: dict[str, CommandName] = {
+    "help": "help",
+    "link": "link",
+    "threads": "threads",
+    "waiting": "waiting",
+}
 # "/name" or "/name@botname", nothing glued on: "/path/to/file" or "/link:x" is prose, not a
 # command, so the bot does not answer every message that happens to start with a slash.
 _COMMAND = re.compile(r"/([A-Za-z][A-Za-z0-9_]*)(?:@[A-Za-z0-9_.\-]+)?")

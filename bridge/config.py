@@ -174,6 +174,15 @@ class PachcaConfig(_Section):
         return by_subject if by_subject is not None else self.channels.default
 
 
+class RemindersConfig(_Section):
+    """Questions waiting for an answer (docs/configuration.md): the bot reminds the teacher or
+    tutor in Pachca of a student's question unanswered ``after_s``, at most once a ``repeat_s``."""
+
+    enabled: bool = False
+    after_s: float = Field(default=14_400, gt=0)
+    repeat_s: float = Field(default=86_400, gt=0)
+
+
 class LoggingConfig(_Section):
     # auto: readable in a terminal, JSON lines otherwise.
     format: Literal["auto", "json", "console"] = "auto"
@@ -196,6 +205,7 @@ class Config(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     pachca: PachcaConfig = Field(default_factory=PachcaConfig)
+    reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,6 +26,8 @@ class Runtime:
     feed: Feed
     tokens: Tokens
     limiter: PostRateLimiter = field(default_factory=PostRateLimiter)
+    # Told each answer time in seconds, as an answer is written (the /metrics histogram).
+    observe_answer: Callable[[float], None] = field(default=lambda _seconds: None)
     events: EventLog = field(init=False)
     # The Pachca API client for the config in force (None while disabled).
     pachca: PachcaClients = field(init=False)

@@ -25,10 +25,12 @@ from bridge.forum.enrollments import Enrollments
 from bridge.forum.messages import MessageWriter
 from bridge.forum.reactions import Reactions
 from bridge.forum.users import Users
+from bridge.forum.waiting import WaitingList
 from bridge.ops.maintenance import Maintenance
 from bridge.ops.metrics import Metrics
 from bridge.ops.outbox_admin import OutboxAdmin
 from bridge.ops.reload import ConfigWatcher, share_auth_changes
+from bridge.ops.reminders import Reminders
 from bridge.pachca.relay import Relay
 from bridge.pachca.worker import OutboxWorker
 from bridge.runtime import Runtime
@@ -60,10 +62,12 @@ class Services:
     relay: Relay
     outbox_admin: OutboxAdmin
     reactions: Reactions
+    waiting: WaitingList
     # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
     # ``build`` and before ``start``.
     worker: OutboxWorker
     maintenance: Maintenance
+    reminders: Reminders
     # Present when the service runs from a config file (it reloads on change and SIGHUP).
     watcher: ConfigWatcher | None = None
 
@@ -80,6 +84,7 @@ class Services:
         database = db or Database(config.database.url)
         rt = Runtime(live=live, db=database, feed=make_feed(config), tokens=Tokens(live, ""))
         metrics = Metrics()
+        rt.observe_answer = metrics.answer_seconds.observe
         watcher = ConfigWatcher(live, config_path) if config_path is not None else None
         share_auth_changes(live, rt.feed, watcher)
         history = History(rt)
@@ -98,8 +103,10 @@ class Services:
             relay=Relay(rt),
             outbox_admin=OutboxAdmin(rt),
             reactions=Reactions(rt),
+            waiting=WaitingList(rt),
             worker=worker,
             maintenance=Maintenance(rt, metrics),
+            reminders=Reminders(rt, metrics),
             watcher=watcher,
         )
 
@@ -137,6 +144,7 @@ class Services:
             await self.hub.start()
             self.worker.start()
             self.maintenance.start()
+            self.reminders.start()
         except BaseException:
             # Whatever did start stops again (each part's stop is safe when it never ran).
             with contextlib.suppress(Exception):
@@ -153,6 +161,7 @@ class Services:
     async def stop(self) -> None:
         """Stop the background parts in the reverse order, then close the database. Sockets
         are closed before this, by ``hub.shutdown`` (while requests in flight finish)."""
+        await self.reminders.stop()
         await self.maintenance.stop()
         await self.worker.stop()
         await self.rt.pachca.aclose()

@@ -1,4 +1,5 @@
-"""Admin views of the outbox (service token): what waits, what died, and retrying it."""
+"""Admin views (service token): the outbox - what waits, what died, and retrying it - and the
+chats whose students wait for an answer."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ async def list_outbox(request: web.Request) -> web.Response:
 @service_only
 async def retry_job(request: web.Request) -> web.Response:
     result = await request.app[SERVICES].outbox_admin.retry(path_int(request, "job_id"))
+    return json_response(result)
+
+
+@routes.get("/api/v1/admin/waiting")
+@service_only
+async def list_waiting(request: web.Request) -> web.Response:
+    result = await request.app[SERVICES].waiting.list(limit=int_param(request, "limit", 100))
     return json_response(result)
 
 

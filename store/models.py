@@ -155,6 +155,31 @@ class Message(Base):
     pachca_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class WaitingChat(Base):
+    """A chat's waiting state (docs/api.md, admin/waiting), written with the messages that
+    start and end a wait (store/waiting.py), so the waiting list and reminders never scan
+    messages. ``since`` is set while the chat's newest message is its student's; the row
+    outlives the wait only while its last reminder still counts against ``repeat_s``."""
+
+    __tablename__ = "waiting_chats"
+    __table_args__ = (
+        # The waiting list, longest wait first.
+        Index(None, "since", "chat_id"),
+        # Reminders due: never sent (null) and waiting long enough, or sent long ago.
+        Index(None, "last_reminded_at", "since"),
+    )
+
+    chat_id: Mapped[int] = mapped_column(
+        ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    )
+    # created_at of the first of the student's messages after the last answer, and its id;
+    # both null once answered.
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    first_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Reaction(Base):
     """A user's emoji on a message: one row per (message, user, emoji)."""
 

@@ -89,6 +89,33 @@ async def enqueue(
     tx.signal(OUTBOX_DUE)
 
 
+async def enqueue_many(tx: Tx, jobs: list[dict[str, Any]], *, now: datetime) -> None:
+    """Queue several jobs, due now, in one statement (a scheduled run's batch): each a dict
+    of ``kind``, ``payload``, ``chat_id`` and ``lane`` (used when ``chat_id`` is None)."""
+    if not jobs:
+        return
+    rows = [
+        {
+            "chat_id": job["chat_id"],
+            "lane": _lane(job["chat_id"], job.get("lane")),
+            "message_id": None,
+            "kind": job["kind"],
+            "payload": job["payload"],
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "lease_until": None,
+            "last_error": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for job in jobs
+    ]
+    # Built per call: its size is the batch's (a cold path, once per scheduled run).
+    await tx.run(outbox.insert().values(rows))
+    tx.signal(OUTBOX_DUE)
+
+
 _JOIN_WAITING = prepared(
     update(outbox)
     .where(

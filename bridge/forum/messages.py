@@ -12,7 +12,7 @@ from bridge import policy
 from bridge.auth import Principal
 from bridge.errors import ChatInactive, Forbidden, InvalidContent, InvalidRequest, NotFound
 from bridge.feed import events as ev
-from bridge.forum import views
+from bridge.forum import views, waiting
 from bridge.forum.chats import ChatAccess, load_access, require_view
 from bridge.forum.inputs import MAX_CONTENT_CHARS, MessageEdit, NewMessage, ReadMark
 from bridge.pachca.jobs import DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE
@@ -52,13 +52,15 @@ async def add_message(
 ) -> tuple[dict[str, Any], ev.FeedEvent]:
     """The one writer of new messages, web posts and relayed Pachca messages alike, inside the
     caller's transaction: insert the message (``row``: its columns), make it the chat's last
-    message (activity at ``last_at``), queue its post to Pachca (``post_to_pachca``: a web
-    message), and append its ``message.created`` event. Returns the message object and the
-    event, to publish after commit; Conflict when a constraint refused it (a repeated
-    client_id or Pachca message id, a chat deleted meanwhile)."""
+    message (activity at ``last_at``), start or end the chat's wait for an answer, queue its
+    post to Pachca (``post_to_pachca``: a web message), and append its ``message.created``
+    event. Returns the message object and the event, to publish after commit; Conflict when
+    a constraint refused it (a repeated client_id or Pachca message id, a chat deleted
+    meanwhile)."""
     chat_id = row["chat_id"]
     message_id = await message_store.insert_message(tx, row)
     await forum.set_last_message(tx, chat_id, message_id, last_at)
+    await waiting.message_added(rt, tx, chat_id, message_id, sender_role, row["created_at"])
     if post_to_pachca:
         await outbox_store.enqueue(
             tx, POST_MESSAGE, {"message_id": message_id}, chat_id=chat_id, now=now
@@ -202,6 +204,7 @@ class MessageWriter:
         now = utcnow()
         async with self.rt.db.write() as conn:
             await message_store.update_message(conn, message_id, {"deleted_at": now})
+            await waiting.message_deleted(conn, access.id, row["sender_role"])
             if access.chat["last_message_id"] == message_id:
                 newest = await message_store.newest_live(conn, access.id)
                 await forum.set_last_message(

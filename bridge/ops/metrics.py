@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Answer times range from minutes to days.
+ANSWER_BUCKETS_S = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 
 
 class Metrics:
@@ -36,5 +39,20 @@ class Metrics:
         self.connections_refused = Counter(
             "bridge_connections_refused",
             "Connections closed on arrival because server.max_connections were open",
+            registry=r,
+        )
+        self.answer_seconds = Histogram(
+            "bridge_answer_seconds",
+            "Seconds from a student's first waiting message to the teacher's or tutor's answer",
+            buckets=ANSWER_BUCKETS_S,
+            registry=r,
+        )
+        self.chats_waiting = Gauge(
+            "bridge_chats_waiting", "Active chats whose student waits for an answer", registry=r
+        )
+        self.reminders = Counter(
+            "bridge_reminders",
+            "Reminders about waiting chats, queued or skipped",
+            ["result"],
             registry=r,
         )

@@ -1,8 +1,8 @@
 """Reloading config.yaml while running: on a file change (polled) and on SIGHUP.
 
-``auth``, ``limits`` and ``pachca`` apply at once; ``server``, ``database``, ``feed`` and
-``logging`` keep their running values until a restart, and the log says so. An invalid edit is
-logged and ignored: the last good config stays in force.
+``auth``, ``limits``, ``pachca`` and ``reminders`` apply at once; ``server``, ``database``,
+``feed`` and ``logging`` keep their running values until a restart, and the log says so. An
+invalid edit is logged and ignored: the last good config stays in force.
 
 Instances sharing a database keep their token rules in step (``share_auth_changes``): a change
 of the key, audience or lifetime cap here is told to the others over the feed, and each one
@@ -24,7 +24,7 @@ from bridge.feed.transport import AUTH_CHANGED, Control, Feed
 
 log = structlog.get_logger("bridge.config")
 
-LIVE_SECTIONS = ("auth", "limits", "pachca")
+LIVE_SECTIONS = ("auth", "limits", "pachca", "reminders")
 RESTART_SECTIONS = ("server", "database", "feed", "logging")
 
 

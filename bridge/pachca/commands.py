@@ -1,4 +1,5 @@
-"""The bot's answers to ``/help``, ``/link CODE`` and ``/threads`` (docs/pachca.md).
+"""The bot's answers to ``/help``, ``/link CODE``, ``/threads`` and ``/waiting``
+(docs/pachca.md).
 
 An answer is not sent here: it is queued as a SEND_TEXT outbox job in the caller's transaction
 (the same one that records the webhook's delivery key), so a redelivered command is answered
@@ -17,15 +18,15 @@ from bot.commands import Command, UnknownCommand
 from bridge.auth import Principal
 from bridge.forum.chats import chat_filter
 from bridge.forum.linking import LinkStatus, link_account
-from bridge.pachca.jobs import SEND_TEXT
+from bridge.forum.waiting import describe_wait, waited_s
+from bridge.pachca.jobs import SEND_TEXT, THREAD_LINK
+from bridge.policy import PARTNER_ROLES
 from store import forum
 from store import outbox as outbox_store
 from store import pachca_links as links
+from store import waiting as waiting_store
 from store.tx import Tx
 
-# A thread is a chat in Pachca; this is the web app's address of a chat (the form of the
-# `url` Pachca gives its messages: https://app.pachca.com/chats/<chat id>?message=<id>).
-THREAD_LINK = "https://app.pachca.com/chats/{thread_chat_id}"
 MAX_LISTED_THREADS = 50
 
 HELP_TEXT = (
@@ -34,6 +35,7 @@ HELP_TEXT = (
     "/link CODE - tie your Pachca account to your platform account "
     "(get the code on the platform)\n"
     "/threads - your open forum threads, with links\n"
+    "/waiting - your threads where a student waits for your answer, longest first\n"
     "/help - this message"
 )
 LINK_USAGE = "Usage: /link CODE, with the code the platform gave you."
@@ -51,6 +53,10 @@ LINK_BLOCKED = (
 )
 NOT_LINKED = "Your Pachca account is not linked yet. Send /link CODE with a code from the platform."
 NO_THREADS = "You have no open forum threads."
+NO_WAITING = "No student is waiting for your answer."
+# Answered in the direct chat with the sender wherever they ask: the list names other
+# students, which a thread's other members need not see.
+PRIVATE_COMMANDS = frozenset({"waiting"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,8 @@ async def answer(
     text = await _run(conn, command, pachca_user_id, now)
     if text is None:
         return None
+    if isinstance(command, Command) and command.name in PRIVATE_COMMANDS:
+        reply_to = ReplyTo("user", pachca_user_id, None)
     await outbox_store.enqueue(
         conn,
         SEND_TEXT,
@@ -106,6 +114,8 @@ async def _run(
         return LINK_ANSWERS[result.status]
     if command.name == "threads":
         return await _threads(conn, pachca_user_id)
+    if command.name == "waiting":
+        return await _waiting(conn, pachca_user_id, now)
     return HELP_TEXT
 
 
@@ -131,3 +141,22 @@ async def _threads(conn: Tx, pachca_user_id: int) -> str:
     more = len(lines) - MAX_LISTED_THREADS
     text = "Your open forum threads:\n" + "\n".join(lines[:MAX_LISTED_THREADS])
     return text + (f"\n…and {more} more" if more > 0 else "")
+
+
+async def _waiting(conn: Tx, pachca_user_id: int, now: datetime) -> str:
+    user = await links.user_by_pachca_id(conn, pachca_user_id)
+    if user is None:
+        return NOT_LINKED
+    rows = await waiting_store.of_assignee(
+        conn, user["id"], PARTNER_ROLES, limit=MAX_LISTED_THREADS + 1
+    )
+    if not rows:
+        return NO_WAITING
+    lines = []
+    for r in rows[:MAX_LISTED_THREADS]:
+        thread = r["pachca_thread_chat_id"]
+        link = THREAD_LINK.format(thread_chat_id=thread) if thread is not None else "no thread yet"
+        wait = describe_wait(waited_s(r["since"], now))
+        lines.append(f"• {r['title']} - waiting {wait}: {link}")
+    text = "Students waiting for your answer, longest first:\n" + "\n".join(lines)
+    return text + ("\n…and more" if len(rows) > MAX_LISTED_THREADS else "")

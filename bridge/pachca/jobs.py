@@ -20,11 +20,13 @@ import structlog
 from bot.client import PachcaClient, PachcaError
 from bot.mentions import neutralise
 from bridge import policy
+from bridge.forum import waiting
 from bridge.pachca.pacing import Pacer, WaitTooLong
 from bridge.runtime import Runtime, utcnow
 from store import outbox as outbox_store
 from store import pachca_links as links
 from store import reactions as reaction_store
+from store import waiting as waiting_store
 from store.tx import Tx
 
 log = structlog.get_logger("bridge.outbox")
@@ -42,6 +44,14 @@ REMOVE_MEMBER = "remove_member"  # {"chat_id", "pachca_user_id"}: out of the thr
 POST_NOTE = "post_note"  # {"chat_id", "note"}: the bot's note in the thread (NOTES)
 # {"message_id"}: the bot's reactions on the Pachca copy follow the emoji web users hold.
 SYNC_REACTIONS = "sync_reactions"
+
+# {"chat_id", "since"}: the bot reminds the teacher or tutor of a chat waiting since then
+# (bridge/ops/reminders.py), unless it has been answered meanwhile.
+REMIND = "remind"
+
+# A thread is a chat in Pachca; this is the web app's address of a chat (the form of the
+# `url` Pachca gives its messages: https://app.pachca.com/chats/<chat id>?message=<id>).
+THREAD_LINK = "https://app.pachca.com/chats/{thread_chat_id}"
 
 # The bot's notes in a thread when its forum chat changes state.
 NOTES = {
@@ -115,6 +125,7 @@ class Deliveries:
             REMOVE_MEMBER: self.remove_member,
             POST_NOTE: self.post_note,
             SYNC_REACTIONS: self.sync_reactions,
+            REMIND: self.remind,
         }
 
     async def run(self, job: Job, client: PachcaClient) -> Done:
@@ -443,6 +454,41 @@ class Deliveries:
             if is_gone(exc):
                 return Done(skipped="the thread is gone in Pachca")
             raise
+        return Done()
+
+    # --- reminders of waiting chats ------------------------------------------------------------
+
+    async def remind(self, job: Job, client: PachcaClient) -> Done:
+        """A direct message to the teacher or tutor of a chat still waiting since the time
+        the reminder was queued for: the state is read again now, so an answer that came
+        while the job waited means no reminder."""
+        chat_id = int(job.payload["chat_id"])
+        async with self.rt.db.read() as conn:
+            row = await waiting_store.reminder_facts(conn, chat_id, policy.PARTNER_ROLES)
+        if row is None or row["since"] is None:
+            return Done(skipped="answered, or no longer active")
+        if row["since"].isoformat() != job.payload["since"]:
+            return Done(skipped="answered; a later question waits")
+        recipient = row["assignee_pachca_user_id"]
+        if recipient is None:
+            log.info(
+                "reminder not sent: no Pachca account linked",
+                chat_id=chat_id,
+                user_id=row["assignee_id"],
+            )
+            return Done(skipped="no Pachca account linked")
+        thread = row["pachca_thread_chat_id"]
+        link = THREAD_LINK.format(thread_chat_id=thread) if thread is not None else None
+        content = waiting.reminder_text(row, utcnow(), link)
+        await self._call(
+            f"user:{recipient}",
+            lambda: client.create_message(
+                entity_type="user",
+                entity_id=recipient,
+                # It quotes the student's name and the chat's title.
+                content=neutralise(content),
+            ),
+        )
         return Done()
 
     # --- the bot's reactions -----------------------------------------------------------------

@@ -58,7 +58,7 @@ from bot.webhooks import (
 )
 from bridge import policy
 from bridge.feed import events as ev
-from bridge.forum import views
+from bridge.forum import views, waiting
 from bridge.forum.chats import ChatAccess, access_from_rows
 from bridge.forum.messages import add_message
 from bridge.pachca import commands as bot_commands
@@ -360,6 +360,7 @@ class Relay:
         the copy follows it (whoever deleted it)."""
         row, access = action.message, action.access
         await message_store.update_message(tx, row["id"], {"deleted_at": now})
+        await waiting.message_deleted(tx, access.id, row["sender_role"])
         if access.chat["last_message_id"] == row["id"]:
             newest = await message_store.newest_live(tx, access.id)
             await forum.set_last_message(

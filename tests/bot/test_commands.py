@@ -16,6 +16,8 @@ from bot.commands import Command, UnknownCommand, parse_command
         ("/Help", Command("help", None)),
         ("/link@bridge_bot ABC123", Command("link", "ABC123")),
         ("/threads@Bridge_Bot", Command("threads", None)),
+        ("/waiting", Command("waiting", None)),
+        ("/Waiting@bridge_bot", Command("waiting", None)),
         ("/link\nABC123", Command("link", "ABC123")),
         ("/link\u00a0ABC123", Command("link", "ABC123")),  # non-breaking space from a paste
         ("/link ABC123 please, thanks", Command("link", "ABC123")),

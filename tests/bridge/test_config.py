@@ -168,3 +168,14 @@ def test_staff_user_ids_are_pachca_user_ids() -> None:
     assert parse_config({"pachca": {"staff_user_ids": [5, 6]}}).pachca.staff_user_ids == [5, 6]
     assert parse_config({}).pachca.staff_user_ids == []
     assert "pachca.staff_user_ids.0" in problems({"pachca": {"staff_user_ids": ["the boss"]}})
+
+
+def test_reminders_are_off_by_default_and_need_positive_intervals() -> None:
+    shipped = load_config(REPO / "config.yaml").reminders
+    assert (shipped.enabled, shipped.after_s, shipped.repeat_s) == (False, 14400, 86400)
+    assert parse_config({}).reminders == shipped
+    on = parse_config({"reminders": {"enabled": True, "after_s": 60, "repeat_s": 600}})
+    assert (on.reminders.enabled, on.reminders.after_s, on.reminders.repeat_s) == (True, 60, 600)
+    assert "reminders.after_s" in problems({"reminders": {"after_s": 0}})
+    assert "reminders.repeat_s" in problems({"reminders": {"repeat_s": -1}})
+    assert "reminders.every_s" in problems({"reminders": {"every_s": 5}})

@@ -44,6 +44,19 @@ def test_live_sections_apply_and_restart_sections_wait(tmp_path: Path) -> None:
     assert live.current.server.port == 8080  # needs a restart
 
 
+def test_reminders_apply_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    data = base(tmp_path)
+    write(path, data)
+    live = LiveConfig(load_config(path))
+    data["reminders"] = {"enabled": True, "after_s": 600, "repeat_s": 3600}
+    write(path, data)
+
+    assert ConfigWatcher(live, path).reload()
+    assert live.current.reminders.enabled
+    assert (live.current.reminders.after_s, live.current.reminders.repeat_s) == (600, 3600)
+
+
 def test_invalid_edit_keeps_last_good_config(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     write(path, base(tmp_path))

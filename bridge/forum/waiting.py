@@ -1,0 +1,105 @@
+"""Questions waiting for an answer (docs/api.md, admin/waiting).
+
+A chat waits while it is active and its newest message is its student's, since the first of
+the student's messages after the last answer - a message from the teacher or tutor, from the
+web or from Pachca. The message writers keep that state in their own transactions
+(``message_added``, ``message_deleted``); an edit changes nobody's turn, so it changes nothing.
+The admin list, the bot's ``/waiting`` and the reminders (bridge/ops/reminders.py) read it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bridge.errors import InvalidRequest
+from bridge.forum.views import iso
+from bridge.policy import PARTNER_ROLES, Role
+from bridge.runtime import Runtime, utcnow
+from store import waiting as waiting_store
+from store.tx import Row, Tx
+
+MAX_LIMIT = 500
+
+
+async def message_added(
+    rt: Runtime, tx: Tx, chat_id: int, message_id: int, sender_role: str, at: datetime
+) -> None:
+    """A new message of ``sender_role`` written at ``at``: a student's starts a wait (unless
+    one runs); a teacher's or tutor's ends it, and its answer time is observed."""
+    if sender_role == Role.STUDENT:
+        await waiting_store.start(tx, chat_id, message_id, at)
+    elif sender_role in PARTNER_ROLES:
+        since = await waiting_store.end(tx, chat_id)
+        if since is not None:
+            rt.observe_answer(max(0.0, (at - since).total_seconds()))
+
+
+async def message_deleted(tx: Tx, chat_id: int, sender_role: str) -> None:
+    """A message of ``sender_role`` was deleted: the wait follows what is left - it ends when
+    the student's only waiting message goes, starts at the next one when the first goes, and
+    starts again when the answer goes."""
+    if sender_role == Role.STUDENT or sender_role in PARTNER_ROLES:
+        await waiting_store.recompute(tx, chat_id, PARTNER_ROLES)
+
+
+def waited_s(since: datetime, now: datetime) -> int:
+    return max(0, int((now - since).total_seconds()))
+
+
+def waiting_obj(row: Row, now: datetime) -> dict[str, Any]:
+    assignee = None
+    if row["assignee_id"] is not None:
+        assignee = {
+            "id": row["assignee_id"],
+            "name": row["assignee_name"],
+            "role": row["assignee_role"],
+        }
+    return {
+        "chat_id": row["chat_id"],
+        "title": row["title"],
+        "waiting_since": iso(row["since"]),
+        "waiting_s": waited_s(row["since"], now),
+        "assignee": assignee,
+        "reminders_sent": row["reminders_sent"],
+    }
+
+
+def describe_wait(seconds: float) -> str:
+    """A wait for people: "3 d 4 h", "2 h 5 min", "12 min", "40 s"."""
+    s = int(seconds)
+    days, s = divmod(s, 86_400)
+    hours, s = divmod(s, 3_600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min"
+    return f"{s} s"
+
+
+def reminder_text(row: Row, now: datetime, link: str | None) -> str:
+    """The bot's reminder to the teacher or tutor (it starts with a word, never a slash)."""
+    student = row["student_name"] or "A student"
+    text = (
+        f"Waiting for your answer: {student} ({row['subject_name']}) has waited "
+        f'{describe_wait(waited_s(row["since"], now))} in "{row["title"]}".'
+    )
+    return f"{text}\n{link}" if link else f"{text}\nIts Pachca thread is not open yet."
+
+
+class WaitingList:
+    """What admins see of the waiting chats (service token)."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+
+    async def list(self, *, limit: int | None) -> dict[str, Any]:
+        if limit is None or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        async with self.rt.db.read() as conn:
+            rows = await waiting_store.longest_first(conn, PARTNER_ROLES, limit=limit)
+        now = utcnow()
+        return {"chats": [waiting_obj(r, now) for r in rows]}
