@@ -174,6 +174,30 @@ class PachcaConfig(_Section):
         return by_subject if by_subject is not None else self.channels.default
 
 
+class S3Config(_Section):
+    """An S3-compatible bucket (AWS, MinIO, Yandex Object Storage). Credentials come from the
+    environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), never from this file."""
+
+    bucket: str | None = None
+    endpoint_url: str | None = None  # None: AWS itself
+    region: str | None = None
+    prefix: str = ""  # put before every object's key, e.g. "bridge/"
+
+
+class FilesConfig(_Section):
+    storage: Literal["local", "s3"] = "local"
+    path: str = "./files"  # where local storage keeps files
+    s3: S3Config = Field(default_factory=S3Config)
+    max_bytes: PositiveInt = 20_971_520  # per file
+    url_ttl_s: PositiveInt = 3600  # lifetime of a signed download link
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> FilesConfig:
+        if self.storage == "s3" and not self.s3.bucket:
+            raise ValueError("files.s3.bucket is required when files.storage is s3")
+        return self
+
+
 class LoggingConfig(_Section):
     # auto: readable in a terminal, JSON lines otherwise.
     format: Literal["auto", "json", "console"] = "auto"
@@ -196,6 +220,7 @@ class Config(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     pachca: PachcaConfig = Field(default_factory=PachcaConfig)
+    files: FilesConfig = Field(default_factory=FilesConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @classmethod
@@ -274,8 +299,9 @@ ConfigListener = Callable[[Config, Config], None]
 
 class LiveConfig:
     """The config in force. Services read ``.current`` on each use, so a reload applies
-    ``auth``, ``limits`` and ``pachca`` at once without restarting anything. Those that must
-    act on a change (open sockets whose token a new key refuses) ``subscribe``."""
+    ``auth``, ``limits``, ``pachca`` and ``files`` (all but its storage keys) at once without
+    restarting anything. Those that must act on a change (open sockets whose token a new key
+    refuses) ``subscribe``."""
 
     def __init__(self, config: Config):
         self._current = config

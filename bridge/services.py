@@ -131,6 +131,7 @@ class Services:
                 await migrate.upgrade(rt.db)
             rt.tokens.use_generated(await load_generated_secret(rt.db))
             rt.db.start_checkpoints()
+            await rt.blobs.start()
             await rt.feed.start()
             if self.watcher is not None:
                 self.watcher.start()
@@ -160,4 +161,5 @@ class Services:
         if self.watcher is not None:
             await self.watcher.stop()
         await self.rt.feed.stop()
+        await self.rt.blobs.close()
         await self.rt.db.dispose()

@@ -348,7 +348,9 @@ class Relay:
             values["pachca_changed_at"] = p.changed_at
         await message_store.update_message(tx, row["id"], values)
         message = views.message_obj(
-            {**row, "content": content, "edited_at": edited_at}, access.marks()
+            {**row, "content": content, "edited_at": edited_at},
+            access.marks(),
+            links=self.rt.file_links,
         )
         event = await self.rt.events.append(
             tx, ev.MESSAGE_UPDATED, access.id, {"message": message}, now
