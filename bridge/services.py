@@ -22,6 +22,7 @@ from bridge.feed.redis import RedisFeed
 from bridge.feed.transport import Feed, MemoryFeed
 from bridge.forum.chats import ChatReader
 from bridge.forum.enrollments import Enrollments
+from bridge.forum.files import Files
 from bridge.forum.messages import MessageWriter
 from bridge.forum.reactions import Reactions
 from bridge.forum.users import Users
@@ -60,6 +61,7 @@ class Services:
     relay: Relay
     outbox_admin: OutboxAdmin
     reactions: Reactions
+    files: Files
     # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
     # ``build`` and before ``start``.
     worker: OutboxWorker
@@ -98,6 +100,7 @@ class Services:
             relay=Relay(rt),
             outbox_admin=OutboxAdmin(rt),
             reactions=Reactions(rt),
+            files=Files(rt),
             worker=worker,
             maintenance=Maintenance(rt, metrics),
             watcher=watcher,
