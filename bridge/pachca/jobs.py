@@ -11,7 +11,7 @@ an exception: `Postpone` (cannot run yet, not a failure), `Retry` (failed, try a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from bot.client import PachcaClient, PachcaError
 from bot.mentions import neutralise
 from bot.models import MessageFileFields
 from bridge import policy
+from bridge.feed.events import FeedEvent
 from bridge.forum.files import is_inline
 from bridge.pachca.pacing import Pacer, WaitTooLong
 from bridge.runtime import Runtime, utcnow
@@ -46,6 +47,9 @@ REMOVE_MEMBER = "remove_member"  # {"chat_id", "pachca_user_id"}: out of the thr
 POST_NOTE = "post_note"  # {"chat_id", "note"}: the bot's note in the thread (NOTES)
 # {"message_id"}: the bot's reactions on the Pachca copy follow the emoji web users hold.
 SYNC_REACTIONS = "sync_reactions"
+# {"pachca_message_id", and "create": {...} for a message not stored yet}: copy a Pachca
+# message's files into the forum (bridge/pachca/file_copies.py).
+COPY_FILES = "copy_files"
 
 # The bot's notes in a thread when its forum chat changes state.
 NOTES = {
@@ -55,7 +59,9 @@ NOTES = {
 }
 
 T = TypeVar("T")
-Finish = Callable[[Tx], Awaitable[None]]
+# Runs in the transaction that marks the job done; the feed events it returns are published
+# after the commit.
+Finish = Callable[[Tx], Awaitable[Sequence[FeedEvent] | None]]
 
 DISPLAY_NAME_MAX = 255  # Pachca's limit on display_name
 # Pachca answers these for a message that is already gone (the spec's `message_deleted`).
@@ -121,6 +127,11 @@ class Deliveries:
             SYNC_REACTIONS: self.sync_reactions,
         }
 
+    def register(self, kind: str, handler: Callable[[Job, PachcaClient], Awaitable[Done]]) -> None:
+        """A kind carried out elsewhere (one that needs the forum's writers, which import
+        this module)."""
+        self._kinds[kind] = handler
+
     async def run(self, job: Job, client: PachcaClient) -> Done:
         handler = self._kinds.get(job.kind)
         if handler is None:
@@ -129,6 +140,10 @@ class Deliveries:
             return await handler(job, client)
         except KeyError as exc:
             raise Permanent(f"payload lacks {exc.args[0]!r}") from None
+
+    async def paced_call(self, chat_key: str | None, call: Callable[[], Awaitable[T]]) -> T:
+        """``_call`` for kinds carried out elsewhere."""
+        return await self._call(chat_key, call)
 
     async def _call(self, chat_key: str | None, call: Callable[[], Awaitable[T]]) -> T:
         """One Pachca call, paced: ``chat_key`` names the Pachca chat of a message call."""
