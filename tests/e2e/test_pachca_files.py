@@ -127,9 +127,11 @@ async def test_uploads_survive_failures_and_an_expired_signature(
     # One message in the thread, whatever was retried on the way.
     posted = [m for m in fake_pachca.messages.values() if m["files"]]
     assert len(posted) == 1
+    # The expired signature asked for new parameters; the failed uploads were retried.
+    assert len(fake_pachca.requests_to(path="/uploads")) >= 3
+    assert len(fake_pachca.requests_to(path="/direct_url")) == 4
     # A file uploaded once is not uploaded again when only the post failed.
-    uploaded = [r for r in fake_pachca.requests_to(path="/direct_url")]
-    assert len(fake_pachca.store.objects) == 1, uploaded
+    assert len(fake_pachca.store.objects) == 1
     assert fake_pachca.violations == []
 
 
@@ -214,6 +216,7 @@ async def test_failed_downloads_are_retried_and_a_hang_times_out(
     [message] = await messages(world, student, chat)
     assert [await bytes_of(world, f) for f in message["files"]] == [PDF]
     assert message["content"] == ""
+    assert len(fake_pachca.requests_to(path="/attaches/*")) == 4  # 502, 502, hang, fine
     # The failed attempts left nothing behind: one file, one blob.
     assert len(await stored_blobs(world.client)) == 1
 
