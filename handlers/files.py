@@ -16,12 +16,11 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.errors import InvalidRequest, RequestTimeout
-from bridge.forum.files import Download, is_inline
+from bridge.forum.files import CHUNK, Download, is_inline
 from handlers.auth import principal, user_only
 from handlers.body import path_int
 from handlers.keys import SERVICES
 from handlers.responses import json_response
-from store.blobs import CHUNK_BYTES, BlobMissing
 
 routes = web.RouteTableDef()
 
@@ -76,7 +75,7 @@ async def _chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterato
     """The file's bytes as they arrive; at the end, nothing may follow the part. Raises
     InvalidRequest for a broken or cut-off body (the blob store then keeps nothing)."""
     try:
-        while chunk := await part.read_chunk(CHUNK_BYTES):
+        while chunk := await part.read_chunk(CHUNK):
             yield chunk
         if await reader.next() is not None:
             raise InvalidRequest("the body must hold only the part named file")
@@ -103,17 +102,10 @@ async def download_file(request: web.Request) -> web.StreamResponse:
         request.query.get("signature", ""),
     )
     headers = download_headers(file)
-    blobs = services.rt.blobs
-    path = blobs.local_path(file.storage_key)
-    if path is not None:
-        if not path.is_file():
-            raise web.HTTPNotFound()
+    if file.path is not None:
         # sendfile: the kernel copies the bytes, the process never holds them.
-        return web.FileResponse(path, chunk_size=CHUNK_BYTES, headers=headers)
-    try:
-        blob = await blobs.open(file.storage_key)
-    except BlobMissing:
-        raise web.HTTPNotFound() from None
+        return web.FileResponse(file.path, chunk_size=CHUNK, headers=headers)
+    blob = await file.open()
     response = web.StreamResponse(headers=headers)
     response.content_length = blob.size
     try:

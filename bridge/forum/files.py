@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,12 +22,21 @@ from bridge.forum import views
 from bridge.forum.chats import ChatAccess, load_access, require_view
 from bridge.runtime import Runtime, utcnow
 from store import files as file_store
-from store.blobs import BlobTooLarge, new_key
+from store.blobs import (
+    CHUNK_BYTES,
+    BlobMissing,
+    BlobReader,
+    BlobStore,
+    BlobTooLarge,
+    new_key,
+)
 from store.tx import Row
 
 log = structlog.get_logger("bridge.files")
 
 MAX_NAME_CHARS = 255
+# The size of the pieces uploads are read and downloads sent in.
+CHUNK = CHUNK_BYTES
 # Served inline: images a browser shows and never runs. Everything else (SVG and HTML
 # included) is served as an attachment.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -62,12 +72,22 @@ def is_inline(content_type: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Download:
-    """What the download route serves."""
+    """What the download route serves: the file's bytes as a path on this machine (local
+    storage: served with sendfile) or as chunks."""
 
-    storage_key: str
     name: str
     size: int
     content_type: str
+    path: Path | None
+    storage_key: str
+    blobs: BlobStore
+
+    async def open(self) -> BlobReader:
+        """The bytes in chunks; NotFound when they are gone."""
+        try:
+            return await self.blobs.open(self.storage_key)
+        except BlobMissing:
+            raise NotFound("no such file") from None
 
 
 class Files:
@@ -145,7 +165,11 @@ class Files:
             raise Forbidden("the link is invalid or has expired")
         async with self.rt.db.read() as conn:
             row = await self._live(conn, file_id)
-        return Download(row["storage_key"], row["name"], row["size"], row["content_type"])
+        key = row["storage_key"]
+        path = self.rt.blobs.local_path(key)
+        if path is not None and not path.is_file():
+            raise NotFound("no such file")
+        return Download(row["name"], row["size"], row["content_type"], path, key, self.rt.blobs)
 
     async def _live(self, conn: Any, file_id: str) -> Row:
         row = await file_store.get_file(conn, file_id) if len(file_id) <= 64 else None
