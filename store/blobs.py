@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +78,12 @@ class BlobStore(ABC):
     def local_path(self, key: str) -> Path | None:
         """The file holding the blob, when the store is a folder (served with sendfile)."""
         return None
+
+    async def drop_partial(self, older_than_s: float) -> int:
+        """Remove what writes cut short by a crash left behind, older than this; how many.
+        (S3 keeps an interrupted multipart upload out of sight: a bucket lifecycle rule
+        aborts those, docs/operations.md.)"""
+        return 0
 
 
 class LocalBlobs(BlobStore):
@@ -143,6 +150,18 @@ class LocalBlobs(BlobStore):
     async def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+    async def drop_partial(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        dropped = 0
+        if not self.incoming.is_dir():
+            return 0
+        for partial in self.incoming.iterdir():
+            with contextlib.suppress(OSError):
+                if partial.stat().st_mtime < cutoff:
+                    partial.unlink()
+                    dropped += 1
+        return dropped
 
 
 def make_blob_store(storage: str, path: str, s3: object) -> BlobStore:

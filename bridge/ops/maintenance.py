@@ -6,7 +6,8 @@
   older than ``feed.history_retention_s`` (a ``since`` before them then gets a reset); failed
   ``/link`` attempts once they can no longer block anyone;
 - files: the bytes and rows of deleted files, of files never attached to a message within
-  ``UNATTACHED_FILE_TTL`` (a day), and of files whose chat is gone;
+  ``UNATTACHED_FILE_TTL`` (a day), and of files whose chat is gone; and partial writes a
+  crash left in local storage;
 - the outbox depth gauge of /metrics;
 - missed-webhook recovery: Pachca's saved event history (bridge/pachca/recovery.py) is read and
   processed, when Pachca is configured. Events already handled are duplicates by their key.
@@ -114,8 +115,10 @@ class Maintenance:
             removed += len(gone)
             if len(rows) < SWEEP_BATCH or not gone:
                 break
-        if removed:
-            log.info("removed files", files=removed)
+        # Writes a crash cut short: nothing names them.
+        partial = await self.rt.blobs.drop_partial(UNATTACHED_FILE_TTL.total_seconds())
+        if removed or partial:
+            log.info("removed files", files=removed, partial_writes=partial)
         return removed
 
     async def recover_webhooks(self) -> RecoveryReport | None:

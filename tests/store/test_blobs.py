@@ -4,6 +4,8 @@ can never name a path."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -121,3 +123,15 @@ async def test_keys_that_could_name_a_path_are_refused(blobs: BlobStore, key: st
         await blobs.write(key, pieces(b"x"), max_bytes=10)
     with pytest.raises(ValueError):
         await blobs.open(key)
+
+
+async def test_partial_writes_left_by_a_crash_are_dropped_later(tmp_path: Path) -> None:
+    store = LocalBlobs(tmp_path / "files")
+    await store.start()
+    partial = store.incoming / "deadbeefdeadbeefdeadbeefdeadbeef.1234"
+    partial.write_bytes(b"half a file")
+    assert await store.drop_partial(older_than_s=3600) == 0  # fresh: maybe still being written
+    old = time.time() - 7200
+    os.utime(partial, (old, old))
+    assert await store.drop_partial(older_than_s=3600) == 1
+    assert not partial.exists()
