@@ -56,7 +56,11 @@ def files_column(dialect: str, message_id: ColumnElement[Any], name: str) -> Any
 
 
 _INSERT = prepared(files.insert())
-_GET = prepared(select(files).where(files.c.id == bindparam("file_id")))
+_GET = prepared(
+    select(files, exists().where(chats.c.id == files.c.chat_id).label("chat_exists")).where(
+        files.c.id == bindparam("file_id")
+    )
+)
 _ATTACH = prepared(
     update(files)
     .where(
@@ -106,7 +110,7 @@ async def insert_file(tx: Tx, values: dict[str, Any]) -> None:
 
 
 async def get_file(tx: Tx, file_id: str) -> Row | None:
-    """The file, deleted or not."""
+    """The file, deleted or not, and whether its chat still exists (``chat_exists``)."""
     return await tx.first(_GET, {"file_id": file_id})
 
 

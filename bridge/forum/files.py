@@ -173,6 +173,7 @@ class Files:
 
     async def _live(self, conn: Any, file_id: str) -> Row:
         row = await file_store.get_file(conn, file_id) if len(file_id) <= 64 else None
-        if row is None or row["deleted_at"] is not None:
+        # A deleted chat (its enrollment deleted) takes its files along, before the sweep.
+        if row is None or row["deleted_at"] is not None or not row["chat_exists"]:
             raise NotFound("no such file")
         return row

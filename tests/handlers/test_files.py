@@ -434,9 +434,11 @@ async def test_the_sweeper_removes_files_never_sent_after_a_day(
     await expect_error(await client.get(forgotten["url"]), 404, "not_found")
     resp = await client.get(kept["url"])
     assert resp.status == 200
-    # Deleting the enrollment deletes its chats: their files go at the next sweep.
+    # Deleting the enrollment deletes its chats: their files' links answer 404 at once, and
+    # the bytes go at the next sweep.
     resp = await client.delete(f"/api/v1/enrollments/{pair.enrollment}", headers=world.service)
     assert resp.status == 204
+    await expect_error(await client.get(kept["url"]), 404, "not_found")
     assert await maintenance.sweep_files() == 1
     assert await stored_blobs(client) == []
 
