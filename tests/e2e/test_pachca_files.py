@@ -135,6 +135,29 @@ async def test_uploads_survive_failures_and_an_expired_signature(
     assert fake_pachca.violations == []
 
 
+async def test_a_restart_during_an_upload_still_posts_once(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    first, world = await start()
+    student, _, chat = await scene(world)
+    await thread_of(database, chat)
+    gate = fake_pachca.hold_next(path="/direct_url")
+    message = await send_with_files(world, student, chat, [("a.png", PNG, "image/png")])
+    await eventually(
+        lambda: len(fake_pachca.requests_to(path="/direct_url")) == 1,
+        what="the upload to start",
+    )
+    await first.close()  # the process stops with the upload in flight
+    gate.set()
+    _, world = await start()
+    copy = await eventually(lambda: pachca_id(database, message["id"]), what="the Pachca copy")
+    await settled(database, fake_pachca)
+    assert [m["id"] for m in fake_pachca.messages.values() if m["files"]] == [copy]
+    [file] = fake_pachca.messages[copy]["files"]
+    assert fake_pachca.file_bytes(file) == PNG
+    assert fake_pachca.violations == []
+
+
 # --- Pachca -> web ------------------------------------------------------------------------------
 
 
