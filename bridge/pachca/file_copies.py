@@ -20,10 +20,12 @@ before creating it, and the column is unique.
 
 from __future__ import annotations
 
+import ipaddress
 import mimetypes
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -62,6 +64,23 @@ def safe_name(name: str) -> str:
     replaced, at most 255 characters."""
     cleaned = "".join("_" if c in "/\\" or ord(c) < 0x20 or ord(c) == 0x7F else c for c in name)
     return cleaned[:MAX_NAME_CHARS] or "file"
+
+
+def fetchable(url: str) -> bool:
+    """Whether a file link may be fetched: https, or plain http to this machine (a test
+    double), as for ``pachca.api_url`` - never plain http elsewhere."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and host:
+        return True
+    if parts.scheme != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def guess_type(file: PachcaFile) -> str:
@@ -130,6 +149,10 @@ class FileCopies:
                     copied.append(row["id"])
                 continue
             name = safe_name(file.name)
+            if not fetchable(file.url):
+                log.warning("a pachca file link is not https; not fetched", pachca_file_id=file.id)
+                notes.append(not_copied(name, "could not be fetched"))
+                continue
             try:
                 copied.append(await self._copy(client, file, name, chat_id, sender_id))
             except BlobTooLarge:
