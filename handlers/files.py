@@ -19,6 +19,7 @@ from bridge.errors import InvalidRequest, RequestTimeout
 from bridge.forum.files import CHUNK, Download, is_inline
 from handlers.auth import principal, user_only
 from handlers.body import path_int
+from handlers.errors import closing_error_response
 from handlers.keys import SERVICES
 from handlers.responses import json_response
 
@@ -27,6 +28,8 @@ routes = web.RouteTableDef()
 # What a broken or cut-off multipart body raises while it is read.
 _BROKEN_BODY = (ValueError, AssertionError, HttpProcessingError, ConnectionError, OSError)
 _BROKEN = "the body must be multipart/form-data with one complete part named file"
+# Room for the multipart framing around the file (boundaries, part headers, a long name).
+MULTIPART_SLACK = 16 * 1024
 
 
 @routes.post("/api/v1/chats/{chat_id}/files")
@@ -35,6 +38,13 @@ async def upload_file(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     who = principal(request)
     access = await services.files.access_for_upload(who, path_int(request, "chat_id"))
+    max_bytes = services.config.files.max_bytes
+    if (request.content_length or 0) > max_bytes + MULTIPART_SLACK:
+        # Said so up front: refused without reading, and the connection closed rather than
+        # drained of a body nobody wants.
+        return closing_error_response(
+            request, 413, "payload_too_large", f"a file may be at most {max_bytes} bytes"
+        )
     timeout = services.config.server.body_timeout_s
     try:
         async with asyncio.timeout(timeout):

@@ -171,6 +171,14 @@ async def test_over_max_bytes_is_413_and_nothing_is_kept(
     )
     await expect_error(resp, 413, "payload_too_large")
     assert await stored_blobs(client) == []
+    # A body declared far too large is refused before it is read.
+    resp = await client.post(
+        f"/api/v1/chats/{pair.chat}/files",
+        data=form("huge.bin", b"x" * (MAX_BYTES * 4), "application/octet-stream"),
+        headers=world.auth(pair.student),
+    )
+    await expect_error(resp, 413, "payload_too_large")
+    assert await stored_blobs(client) == []
     # Exactly the limit is fine.
     file = await upload(world, pair.student, pair.chat, "edge.bin", b"y" * MAX_BYTES, "x/y")
     assert file["size"] == MAX_BYTES
