@@ -53,6 +53,8 @@ Call = Callable[[str | None, Callable[[], Awaitable[T]]], Awaitable[T]]
 
 # Stands for the text of a message that has neither text nor files Pachca would show.
 ATTACHMENT_NOTE = "[attachment]"
+# The text of a file-only message whose files could not even be listed.
+UNREADABLE = "[files not copied: the message could not be read from Pachca]"
 
 
 def not_copied(name: str, why: str) -> str:
@@ -106,6 +108,10 @@ class FileCopies:
         try:
             message = await self._call(None, lambda: client.get_message(pachca_id))
         except PachcaError as exc:
+            last_attempt = job.attempts >= self.rt.live.current.pachca.max_attempts
+            if creating and last_attempt and not is_gone(exc) and exc.status != 429:
+                # Never readable: the message still arrives, saying what is missing.
+                return Done(finish=lambda tx: self._create(tx, p, None, [], [UNREADABLE]))
             if not is_gone(exc):
                 raise
             message = None
@@ -199,7 +205,7 @@ class FileCopies:
         self,
         tx: Tx,
         p: dict[str, Any],
-        message: PachcaMessage,
+        message: PachcaMessage | None,
         copied: Sequence[str],
         notes: Sequence[str],
     ) -> list[ev.FeedEvent]:
@@ -209,7 +215,8 @@ class FileCopies:
         if not rows:
             return []  # the chat was deleted meanwhile; the copies are swept
         access = access_from_rows(rows)
-        content = _with_notes(message.content.replace("\x00", ""), notes)
+        text = message.content.replace("\x00", "") if message is not None else ""
+        content = _with_notes(text, notes)
         if not content.strip() and not copied:
             content = ATTACHMENT_NOTE
         created_at = _moment(spec["created_at"])

@@ -273,6 +273,27 @@ async def test_a_file_that_cannot_be_copied_becomes_a_line_and_the_text_stays(
     assert len(await stored_blobs(world.client)) == 1
 
 
+async def test_a_message_that_cannot_be_read_still_arrives_saying_so(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    _, world = await start(max_attempts=2)
+    student, _, chat = await scene(world)
+    thread = await thread_of(database, chat)
+    fake_pachca.fail_next(50, status=500, method="GET", path="/messages/*")
+    fake_pachca.post_as_user(
+        TEACHER,
+        entity_type="thread",
+        entity_id=thread.thread_id,
+        content="",
+        files=[NewFile("lost.pdf", PDF, "application/pdf")],
+    )
+    await settled(database, fake_pachca)
+    [message] = await messages(world, student, chat)
+    assert message["files"] == []
+    assert "could not be read" in message["content"]
+    assert len(fake_pachca.requests_to(method="GET", path="/messages/*")) == 2
+
+
 async def test_a_file_link_that_sends_more_than_the_limit_is_cut_off(
     start: AppFactory, fake_pachca: FakePachca, database: Database
 ) -> None:
