@@ -16,7 +16,7 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.errors import InvalidRequest, RequestTimeout
-from bridge.forum.files import CHUNK, Download, is_inline
+from bridge.forum.files import CHUNK, UPLOAD_CHUNK, Download, is_inline
 from handlers.auth import principal, user_only
 from handlers.body import path_int
 from handlers.errors import closing_error_response
@@ -85,7 +85,7 @@ async def _chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterato
     """The file's bytes as they arrive; at the end, nothing may follow the part. Raises
     InvalidRequest for a broken or cut-off body (the blob store then keeps nothing)."""
     try:
-        while chunk := await part.read_chunk(CHUNK):
+        while chunk := await part.read_chunk(UPLOAD_CHUNK):
             yield chunk
         if await reader.next() is not None:
             raise InvalidRequest("the body must hold only the part named file")

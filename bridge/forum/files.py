@@ -35,8 +35,10 @@ from store.tx import Row
 log = structlog.get_logger("bridge.files")
 
 MAX_NAME_CHARS = 255
-# The size of the pieces uploads are read and downloads sent in.
+# The size of the pieces downloads are sent in, and uploads read in: small, so that many
+# uploads at once hold little (what is read goes straight to the blob store).
 CHUNK = CHUNK_BYTES
+UPLOAD_CHUNK = 64 * 1024
 # Served inline: images a browser shows and never runs. Everything else (SVG and HTML
 # included) is served as an attachment.
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
