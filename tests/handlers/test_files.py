@@ -231,6 +231,15 @@ async def test_wrong_bodies_are_refused_and_leave_nothing(
             headers={**headers, "Content-Type": "multipart/form-data; boundary=B"},
         )
         await expect_error(resp, 400, "invalid_request")
+    # No boundary at all, an empty body, a boundary the body never uses.
+    for content_type, body in (
+        ("multipart/form-data", b"--B\r\n"),
+        ("multipart/form-data; boundary=B", b""),
+        ("multipart/form-data; boundary=XYZ", b"--B\r\nfoo\r\n--B--\r\n"),
+        ("multipart/mixed; boundary=B", b"--B--\r\n"),
+    ):
+        resp = await client.post(path, data=body, headers={**headers, "Content-Type": content_type})
+        await expect_error(resp, 400, "invalid_request")
     # A second part after the file.
     two = form("a.png", PNG)  # quote_fields=False: a second field of the same name
     two.add_field("file", PNG, filename="b.png", content_type="image/png")
