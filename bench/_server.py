@@ -49,8 +49,10 @@ class Server:
             "auth": {"jwt_secret": JWT_SECRET, "service_tokens": [SERVICE_TOKEN]},
             "limits": {"posts_per_minute": 0},
             "logging": {"format": "json", "level": log_level},
-            **(extra or {}),
         }
+        for section, values in (extra or {}).items():
+            # A section given merges into the one above (keeping host and port).
+            config[section] = {**config.get(section, {}), **values}
         self.config_path = Path(self.dir.name) / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.base = f"http://127.0.0.1:{self.port}"

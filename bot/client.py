@@ -12,10 +12,14 @@ timeout, and `Retry-After` is capped at `MAX_RETRY_AFTER_S`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import secrets
 import time
 import zlib
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -28,11 +32,13 @@ from bot.models import (
     DataEnvelope,
     MessageCreateFields,
     MessageCreateRequest,
+    MessageFileFields,
     MessageUpdateFields,
     MessageUpdateRequest,
     PachcaMessage,
     PachcaThread,
     ReactionRequest,
+    UploadParams,
     WebhookEventPage,
     WebhookEventsResponse,
 )
@@ -139,12 +145,20 @@ class PachcaClient:
             transport=transport,
             follow_redirects=False,
         )
+        # Files go to and come from the bucket's presigned addresses: never with the token.
+        self._files = httpx.AsyncClient(
+            headers={"Accept-Encoding": "identity"},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
 
     def __repr__(self) -> str:
         return f"PachcaClient(base_url={str(self._http.base_url)!r})"
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._files.aclose()
 
     async def __aenter__(self) -> PachcaClient:
         return self
@@ -164,8 +178,10 @@ class PachcaClient:
         display_name: str | None = None,
         display_avatar_url: str | None = None,
         skip_invite_mentions: bool | None = None,
+        files: list[MessageFileFields] | None = None,
     ) -> PachcaMessage:
         """POST /messages. `display_*` (max 255 chars) are honoured for a bot token only.
+        `files`: uploaded files (`create_upload`, `upload_file`) the message carries.
 
         `skip_invite_mentions=True` stops Pachca from adding @mentioned users to a thread.
         """
@@ -178,6 +194,7 @@ class PachcaClient:
                 display_name=display_name,
                 display_avatar_url=display_avatar_url,
                 skip_invite_mentions=skip_invite_mentions,
+                files=files or None,
             )
         )
         envelope = await self._call("POST", "/messages", DataEnvelope[PachcaMessage], body=body)
@@ -207,6 +224,97 @@ class PachcaClient:
     async def get_message(self, message_id: int) -> PachcaMessage:
         path = f"/messages/{int(message_id)}"
         return (await self._call("GET", path, DataEnvelope[PachcaMessage])).data
+
+    # --- files ----------------------------------------------------------------------------
+
+    async def create_upload(self) -> UploadParams:
+        """POST /uploads: fresh parameters for one direct upload (they expire)."""
+        response, content = await self._send("POST", "/uploads")
+        try:
+            return UploadParams.from_answer(json.loads(content))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValidationError, AttributeError):
+            raise PachcaBadResponse(
+                f"HTTP {response.status_code} with an unexpected upload answer",
+                transient=False,
+                method="POST",
+                path="/uploads",
+                status=response.status_code,
+            ) from None
+
+    async def upload_file(
+        self,
+        params: UploadParams,
+        *,
+        name: str,
+        content_type: str,
+        size: int,
+        chunks: AsyncIterable[bytes],
+    ) -> str:
+        """The multipart POST to `direct_url`: every field as received, then the file as the
+        part `file`, last, streamed from ``chunks`` (``size`` bytes). The key the file got.
+        An expired signature answers 403: ask `create_upload` again."""
+        fields = params.form_fields(name)
+        boundary = secrets.token_hex(16)
+        head, tail = multipart_frame(boundary, fields, name, content_type)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            async for chunk in chunks:
+                yield chunk
+            yield tail
+
+        request = self._files.build_request(
+            "POST",
+            params.direct_url,
+            content=body(),
+            headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Length": str(len(head) + size + len(tail)),
+            },
+        )
+        # Large files take longer than one API call: the clock allows a slow 256 KiB/s.
+        await self._exchange(request, "POST", "/direct_url", self._timeout + size / 262_144)
+        return dict(fields)["key"]
+
+    @contextlib.asynccontextmanager
+    async def open_file(self, url: str) -> AsyncIterator[FileDownload]:
+        """GET a file's presigned link (no token): its declared size and its bytes as they
+        arrive. Failures are PachcaErrors, while opening and while reading alike; each read
+        waits at most the timeout, so a link that hangs fails."""
+        path = "/(file link)"
+        request = self._files.build_request("GET", url)
+        try:
+            response = await self._files.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise PachcaTimeout(
+                f"timed out ({type(exc).__name__})", method="GET", path=path
+            ) from None
+        except httpx.RequestError as exc:
+            raise PachcaConnectionError(
+                f"connection failed ({type(exc).__name__})", method="GET", path=path
+            ) from None
+        try:
+            if not response.is_success:
+                content = await read_capped(response, MAX_RESPONSE_BYTES)
+                raise self._error(response, content or b"", "GET", path)
+            declared = response.headers.get("Content-Length", "")
+
+            async def chunks() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in response.aiter_raw(_CHUNK):
+                        yield chunk
+                except httpx.TimeoutException as exc:
+                    raise PachcaTimeout(
+                        f"timed out ({type(exc).__name__})", method="GET", path=path
+                    ) from None
+                except httpx.RequestError as exc:
+                    raise PachcaConnectionError(
+                        f"connection failed ({type(exc).__name__})", method="GET", path=path
+                    ) from None
+
+            yield FileDownload(int(declared) if declared.isdigit() else None, chunks())
+        finally:
+            await response.aclose()
 
     # --- threads and members --------------------------------------------------------------
 
@@ -291,6 +399,38 @@ class PachcaClient:
                 path=path,
                 status=response.status_code,
             ) from None
+
+    async def _exchange(
+        self, request: httpx.Request, method: str, path: str, within_s: float
+    ) -> httpx.Response:
+        """Send a prepared request (the file client's); a 2xx answer, else a PachcaError."""
+        try:
+            async with asyncio.timeout(within_s):
+                response = await self._files.send(request, stream=True)
+                try:
+                    content = await read_capped(response, MAX_RESPONSE_BYTES)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise PachcaTimeout("timed out (the whole call)", method=method, path=path) from None
+        except (zlib.error, UnreadableBody):
+            raise PachcaBadResponse(
+                "a body in an encoding that cannot be read",
+                transient=True,
+                method=method,
+                path=path,
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise PachcaTimeout(
+                f"timed out ({type(exc).__name__})", method=method, path=path
+            ) from None
+        except httpx.RequestError as exc:
+            raise PachcaConnectionError(
+                f"connection failed ({type(exc).__name__})", method=method, path=path
+            ) from None
+        if not response.is_success:
+            raise self._error(response, content or b"", method, path)
+        return response
 
     async def _send(
         self,
@@ -386,6 +526,30 @@ class PachcaClient:
         # server and library messages we do not control.
         # A very short token (only ever a test's) would match inside ordinary words.
         return text.replace(self._token, _REDACTED) if len(self._token) >= 8 else text
+
+
+@dataclass(frozen=True, slots=True)
+class FileDownload:
+    size: int | None  # as the server declared it
+    chunks: AsyncIterator[bytes]
+
+
+def multipart_frame(
+    boundary: str, fields: list[tuple[str, str]], filename: str, content_type: str
+) -> tuple[bytes, bytes]:
+    """What goes before and after a file's bytes in a multipart/form-data body: the text
+    fields, then the head of the part `file` (the name as a browser writes it: raw UTF-8,
+    with quote, CR and LF escaped); the closing boundary."""
+    out = bytearray()
+    for name, value in fields:
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        out += value.encode() + b"\r\n"
+    quoted = filename.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    out += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{quoted}"\r\nContent-Type: {content_type}\r\n\r\n'
+    ).encode()
+    return bytes(out), f"\r\n--{boundary}--\r\n".encode()
 
 
 class UnreadableBody(Exception):

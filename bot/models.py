@@ -28,6 +28,16 @@ class _Request(BaseModel):
 # --- requests -------------------------------------------------------------------------------
 
 
+class MessageFileFields(_Request):
+    """One of `MessageCreateRequest.message.files`: an uploaded file (its `key` from the
+    direct upload) shown under `name`; `name`'s extension must match the key's."""
+
+    key: str
+    name: str
+    file_type: str  # file | image
+    size: int
+
+
 class MessageCreateFields(_Request):
     """`MessageCreateRequest.message`: only entity_id and content are required by the spec."""
 
@@ -38,6 +48,7 @@ class MessageCreateFields(_Request):
     display_name: str | None = Field(default=None, max_length=255)
     display_avatar_url: str | None = Field(default=None, max_length=255)
     skip_invite_mentions: bool | None = None
+    files: list[MessageFileFields] | None = None
 
 
 class MessageCreateRequest(_Request):
@@ -67,6 +78,31 @@ class ReactionRequest(_Request):
 
 
 # --- responses ------------------------------------------------------------------------------
+
+
+class UploadParams(_Response):
+    """`UploadParams` of POST /uploads: the form fields to send back as received (every one,
+    in the order received), and where to send them."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    direct_url: str
+    key: str
+    received: tuple[tuple[str, str], ...] = ()  # filled by `from_answer`
+
+    @classmethod
+    def from_answer(cls, raw: Any) -> UploadParams:
+        params = cls.model_validate(raw)
+        fields = tuple((str(k), str(v)) for k, v in raw.items() if k != "direct_url")
+        return params.model_copy(update={"received": fields})
+
+    def form_fields(self, filename: str) -> list[tuple[str, str]]:
+        """The fields to send before the file: ``${filename}`` in ``key`` replaced by the
+        file's name."""
+        return [
+            (name, value.replace("${filename}", filename) if name == "key" else value)
+            for name, value in self.received
+        ]
 
 
 class DataEnvelope(_Response, Generic[T]):

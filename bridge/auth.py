@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Callable
@@ -60,6 +62,11 @@ class Tokens:
     def _key(self) -> str:
         configured = self._live.current.auth.jwt_secret.get_secret_value()
         return configured or self._generated
+
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A key of its own for ``purpose`` (signed file links), derived from the JWT key:
+        kept and rotated with it, and no token can be forged from it."""
+        return hmac.new(self._key().encode(), purpose, hashlib.sha256).digest()
 
     def issue(self, user_id: str, ttl_s: int = 3600) -> str:
         """A token for ``user_id``; ValueError when ``ttl_s`` is over auth.max_token_ttl_s

@@ -183,6 +183,30 @@ class RemindersConfig(_Section):
     repeat_s: float = Field(default=86_400, gt=0)
 
 
+class S3Config(_Section):
+    """An S3-compatible bucket (AWS, MinIO, Yandex Object Storage). Credentials come from the
+    environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), never from this file."""
+
+    bucket: str | None = None
+    endpoint_url: str | None = None  # None: AWS itself
+    region: str | None = None
+    prefix: str = ""  # put before every object's key, e.g. "bridge/"
+
+
+class FilesConfig(_Section):
+    storage: Literal["local", "s3"] = "local"
+    path: str = "./files"  # where local storage keeps files
+    s3: S3Config = Field(default_factory=S3Config)
+    max_bytes: PositiveInt = 20_971_520  # per file
+    url_ttl_s: PositiveInt = 3600  # lifetime of a signed download link
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> FilesConfig:
+        if self.storage == "s3" and not self.s3.bucket:
+            raise ValueError("files.s3.bucket is required when files.storage is s3")
+        return self
+
+
 class LoggingConfig(_Section):
     # auto: readable in a terminal, JSON lines otherwise.
     format: Literal["auto", "json", "console"] = "auto"
@@ -206,6 +230,7 @@ class Config(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     pachca: PachcaConfig = Field(default_factory=PachcaConfig)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
+    files: FilesConfig = Field(default_factory=FilesConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @classmethod
@@ -284,8 +309,9 @@ ConfigListener = Callable[[Config, Config], None]
 
 class LiveConfig:
     """The config in force. Services read ``.current`` on each use, so a reload applies
-    ``auth``, ``limits`` and ``pachca`` at once without restarting anything. Those that must
-    act on a change (open sockets whose token a new key refuses) ``subscribe``."""
+    ``auth``, ``limits``, ``pachca`` and ``files`` (all but its storage keys) at once without
+    restarting anything. Those that must act on a change (open sockets whose token a new key
+    refuses) ``subscribe``."""
 
     def __init__(self, config: Config):
         self._current = config

@@ -22,6 +22,7 @@ from bridge.feed.redis import RedisFeed
 from bridge.feed.transport import Feed, MemoryFeed
 from bridge.forum.chats import ChatReader
 from bridge.forum.enrollments import Enrollments
+from bridge.forum.files import Files
 from bridge.forum.messages import MessageWriter
 from bridge.forum.reactions import Reactions
 from bridge.forum.users import Users
@@ -63,6 +64,7 @@ class Services:
     outbox_admin: OutboxAdmin
     reactions: Reactions
     waiting: WaitingList
+    files: Files
     # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
     # ``build`` and before ``start``.
     worker: OutboxWorker
@@ -104,6 +106,7 @@ class Services:
             outbox_admin=OutboxAdmin(rt),
             reactions=Reactions(rt),
             waiting=WaitingList(rt),
+            files=Files(rt),
             worker=worker,
             maintenance=Maintenance(rt, metrics),
             reminders=Reminders(rt, metrics),
@@ -138,6 +141,7 @@ class Services:
                 await migrate.upgrade(rt.db)
             rt.tokens.use_generated(await load_generated_secret(rt.db))
             rt.db.start_checkpoints()
+            await rt.blobs.start()
             await rt.feed.start()
             if self.watcher is not None:
                 self.watcher.start()
@@ -169,4 +173,5 @@ class Services:
         if self.watcher is not None:
             await self.watcher.stop()
         await self.rt.feed.stop()
+        await self.rt.blobs.close()
         await self.rt.db.dispose()

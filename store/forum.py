@@ -22,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 
+from store.files import files_column
 from store.models import Chat, Enrollment, Message, Participant, User
 from store.reactions import reactions_column
 from store.tx import Prepared, Row, Tx, prepared
@@ -273,7 +274,10 @@ def _chat_list(
         .order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
     )
     return prepared(
-        lambda dialect: statement.add_columns(reactions_column(dialect, last.c.id, "m_reactions"))
+        lambda dialect: statement.add_columns(
+            reactions_column(dialect, last.c.id, "m_reactions"),
+            files_column(dialect, last.c.id, "m_files"),
+        )
     )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select, true, update
 
+from store.files import files_column
 from store.models import Message, User
 from store.reactions import reactions_column
 from store.tx import Row, Tx, prepared
@@ -21,8 +22,12 @@ WITH_SENDER = select(
 
 
 def with_reactions(dialect: str) -> Select[Any]:
-    """WITH_SENDER and the message's reactions (``reactions``): what a message object needs."""
-    return WITH_SENDER.add_columns(reactions_column(dialect, messages.c.id, "reactions"))
+    """WITH_SENDER and the message's reactions (``reactions``) and files (``files``): what a
+    message object needs."""
+    return WITH_SENDER.add_columns(
+        reactions_column(dialect, messages.c.id, "reactions"),
+        files_column(dialect, messages.c.id, "files"),
+    )
 
 
 # Every posted or relayed message: its columns are the names of the values given.
@@ -126,6 +131,7 @@ def _page_statement(before: bool, dialect: str) -> Select[Any]:
             users.c.name.label("sender_name"),
             users.c.role.label("sender_role"),
             reactions_column(dialect, messages.c.id, "reactions"),
+            files_column(dialect, messages.c.id, "files"),
         )
         .select_from(
             total.outerjoin(page_ids, true())

@@ -212,6 +212,39 @@ class BotReaction(Base):
     emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
+class StoredFile(Base):
+    """A file's metadata; its bytes are in the blob store under ``storage_key`` (store/blobs.py).
+
+    Uploaded into a chat by a user, attached to one message at most (``message_id`` NULL until
+    then). No foreign keys: a deleted message or chat leaves its rows for the sweeper
+    (bridge/ops/maintenance.py), which removes the bytes first and the row after, so no blob
+    is ever left without the row that names it."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        Index(None, "message_id"),
+        Index(None, "created_at"),
+        Index(None, "deleted_at"),
+        UniqueConstraint("pachca_file_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, never the name
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    uploader_id: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # its place in the message
+    name: Mapped[str] = mapped_column(String(255))  # as given; never used as a path
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # A copy of a Pachca file: its id there (a retried copy reuses what is already stored).
+    pachca_file_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A web file uploaded to Pachca: the key its upload got (a retried post reuses it).
+    pachca_key: Mapped[str | None] = mapped_column(String(1024))
+
+
 class Event(Base):
     """The append-only feed log. ``id`` is the event_id clients see."""
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from bridge.config import Config, parse_config
 from handlers.app import create_app
 from store.db import Database
+from tests.s3 import s3_bucket, s3_server  # noqa: F401 - fixtures
 from tests.world import World
 
 SERVICE_TOKEN = "test-service-token-of-32-characters"
@@ -52,13 +53,16 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def config_data(database: Database, request: pytest.FixtureRequest) -> dict[str, Any]:
+def config_data(
+    database: Database, request: pytest.FixtureRequest, tmp_path: Path
+) -> dict[str, Any]:
     """The test config as a mapping; tests adjust it before the app is built. A module (or a
     test) replaces whole sections with ``pytest.mark.config_sections(pachca={...})``."""
     data: dict[str, Any] = {
         "database": {"url": database.url.render_as_string(hide_password=False)},
         "auth": {"jwt_secret": JWT_SECRET, "service_tokens": [SERVICE_TOKEN]},
         "limits": {"posts_per_minute": 0},
+        "files": {"path": str(tmp_path / "files")},
     }
     # Farthest first, so a test's own marker wins over its module's.
     for marker in reversed(list(request.node.iter_markers("config_sections"))):

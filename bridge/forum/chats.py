@@ -92,7 +92,7 @@ class ChatReader:
             return []
         async with self.rt.db.read() as conn:
             records = await forum.load_chats(conn, who.id, flt=flt)
-        return [views.chat_obj(r) for r in records]
+        return [views.chat_obj(r, links=self.rt.file_links) for r in records]
 
     async def get_chat(self, who: Principal, chat_id: int) -> dict[str, Any]:
         async with self.rt.db.read() as conn:
@@ -100,7 +100,7 @@ class ChatReader:
             records = await forum.load_chats(conn, who.id, chat_ids=[chat_id])
         if not records:
             raise NotFound("no such chat")
-        return views.chat_obj(records[0])
+        return views.chat_obj(records[0], links=self.rt.file_links)
 
     async def list_messages(
         self,
@@ -126,7 +126,7 @@ class ChatReader:
             )
         marks = access.marks()
         return {
-            "messages": [views.message_obj(r, marks) for r in rows],
+            "messages": [views.message_obj(r, marks, links=self.rt.file_links) for r in rows],
             "total": total,
             "limit": limit,
             "offset": offset,

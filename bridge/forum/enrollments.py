@@ -150,7 +150,7 @@ async def chat_events(
         record = records[chat_id]
         meta = ev.ChatMeta(record.chat["type"], frozenset(p["id"] for p in record.participants))
         kind = ev.CHAT_CREATED if chat_id in created else ev.CHAT_UPDATED
-        body = {"chat": views.chat_obj(record, with_unread=False)}
+        body = {"chat": views.chat_obj(record, links=rt.file_links, with_unread=False)}
         audience = updated.get(chat_id)
         out.append(
             await rt.events.append(conn, kind, chat_id, body, now, audience=audience, chat=meta)
@@ -219,5 +219,5 @@ class Enrollments:
         records.sort(key=lambda r: r.chat["id"])
         return {
             "enrollment": views.enrollment_obj(row),
-            "chats": [views.chat_obj(r) for r in records],
+            "chats": [views.chat_obj(r, links=self.rt.file_links) for r in records],
         }

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from bridge.policy import Role
 
 MAX_CONTENT_CHARS = 10_000
+MAX_FILES_PER_MESSAGE = 10
 MAX_ID_CHARS = 64  # platform ids are VARCHAR(64) columns
 # Integers are BIGINT columns: a larger one can name nothing, and the driver cannot bind it.
 MAX_INT = 2**63 - 1
@@ -28,6 +29,15 @@ def no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(no_nul)]
 PlatformId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(no_nul)]
 ClientId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(no_nul)]
+FileId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(no_nul)]
+
+
+def no_repeats(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not name a file twice")
+    return values
+
+
 Int64 = Annotated[int, Field(ge=-MAX_INT - 1, le=MAX_INT)]
 
 
@@ -62,6 +72,10 @@ class NewMessage(Input):
     content: str
     reply_to_id: Int64 | None = None
     client_id: ClientId | None = None
+    # Files uploaded to the chat beforehand (docs/api.md, "Files"), in the message's order.
+    file_ids: Annotated[
+        list[FileId], Field(max_length=MAX_FILES_PER_MESSAGE), AfterValidator(no_repeats)
+    ] = Field(default_factory=list)
 
 
 class MessageEdit(Input):

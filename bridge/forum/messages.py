@@ -4,9 +4,12 @@ one writer of new messages, shared with the Pachca relay."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import structlog
 
 from bridge import policy
 from bridge.auth import Principal
@@ -17,11 +20,14 @@ from bridge.forum.chats import ChatAccess, load_access, require_view
 from bridge.forum.inputs import MAX_CONTENT_CHARS, MessageEdit, NewMessage, ReadMark
 from bridge.pachca.jobs import DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE
 from bridge.runtime import Runtime, utcnow
+from store import files as file_store
 from store import forum
 from store import messages as message_store
 from store import outbox as outbox_store
 from store.errors import Conflict
 from store.tx import Tx
+
+log = structlog.get_logger("bridge.messages")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +36,10 @@ class Posted:
     created: bool  # False when a repeated client_id returned the first message
 
 
-def check_content(content: str) -> None:
-    if not content.strip():
+def check_content(content: str, *, with_files: bool = False) -> None:
+    """Section "Messages" of docs/api.md: not blank (unless files come with it), not too
+    long, no NUL."""
+    if not with_files and not content.strip():
         raise InvalidContent("content must not be empty")
     if len(content) > MAX_CONTENT_CHARS:
         raise InvalidContent(f"content must be at most {MAX_CONTENT_CHARS} characters")
@@ -49,6 +57,8 @@ async def add_message(
     sender_role: str,
     last_at: datetime,
     post_to_pachca: bool,
+    file_ids: Sequence[str] = (),
+    uploader_id: str | None = None,
 ) -> tuple[dict[str, Any], ev.FeedEvent]:
     """The one writer of new messages, web posts and relayed Pachca messages alike, inside the
     caller's transaction: insert the message (``row``: its columns), make it the chat's last
@@ -56,9 +66,27 @@ async def add_message(
     post to Pachca (``post_to_pachca``: a web message), and append its ``message.created``
     event. Returns the message object and the event, to publish after commit; Conflict when
     a constraint refused it (a repeated client_id or Pachca message id, a chat deleted
-    meanwhile)."""
+    meanwhile).
+
+    ``file_ids`` are attached in their order: files ``uploader_id`` (default: the sender)
+    uploaded to this chat that no message holds yet; InvalidRequest otherwise, and the
+    caller's transaction fails with it, so nothing is written."""
     chat_id = row["chat_id"]
     message_id = await message_store.insert_message(tx, row)
+    attached: list[Any] = []
+    if file_ids:
+        found = await file_store.attach(
+            tx,
+            file_ids,
+            uploader_id=uploader_id or row["sender_id"],
+            chat_id=chat_id,
+            message_id=message_id,
+        )
+        if found is None:
+            raise InvalidRequest(
+                "file_ids must name files you uploaded to this chat that no message holds yet"
+            )
+        attached = found
     await forum.set_last_message(tx, chat_id, message_id, last_at)
     await waiting.message_added(rt, tx, chat_id, message_id, sender_role, row["created_at"])
     if post_to_pachca:
@@ -72,7 +100,9 @@ async def add_message(
             "id": message_id,
             "sender_name": sender_name,
             "sender_role": sender_role,
-        }
+            "files": attached,
+        },
+        links=rt.file_links,
     )
     event = await rt.events.append(tx, ev.MESSAGE_CREATED, chat_id, {"message": message}, now)
     return message, event
@@ -80,6 +110,16 @@ async def add_message(
 
 # The columns a new message's row may leave out.
 _NEW_MESSAGE = {"edited_at": None, "reply_to_id": None, "client_id": None, "reactions": None}
+
+
+async def forget_blobs(rt: Runtime, keys: Sequence[str]) -> None:
+    """Remove deleted files' bytes after the commit that deleted them. A failure is left to
+    the sweeper (bridge/ops/maintenance.py), which retries until the bytes are gone."""
+    for key in keys:
+        try:
+            await rt.blobs.delete(key)
+        except Exception:
+            log.warning("could not remove a deleted file's bytes yet", exc_info=True)
 
 
 class MessageWriter:
@@ -100,8 +140,11 @@ class MessageWriter:
             async with self.rt.db.read() as conn:
                 first = await message_store.by_client_id(conn, who.id, body.client_id)
             if first is not None:
-                return Posted(views.message_obj(first, access.marks()), created=False)
-        check_content(body.content)
+                return Posted(
+                    views.message_obj(first, access.marks(), links=self.rt.file_links),
+                    created=False,
+                )
+        check_content(body.content, with_files=bool(body.file_ids))
         if not access.is_active:
             raise ChatInactive("this chat is read-only")
         self.rt.count_write(who.id)
@@ -129,6 +172,7 @@ class MessageWriter:
                     sender_role=who.role,
                     last_at=now,
                     post_to_pachca=True,
+                    file_ids=body.file_ids,
                 )
         except Conflict:
             return await self._after_conflict(who, access, body)
@@ -142,7 +186,10 @@ class MessageWriter:
             async with self.rt.db.read() as conn:
                 first = await message_store.by_client_id(conn, who.id, body.client_id)
             if first is not None:
-                return Posted(views.message_obj(first, access.marks()), created=False)
+                return Posted(
+                    views.message_obj(first, access.marks(), links=self.rt.file_links),
+                    created=False,
+                )
         raise NotFound("no such chat")
 
     async def _load_own(self, who: Principal, message_id: int) -> tuple[Any, ChatAccess]:
@@ -186,7 +233,9 @@ class MessageWriter:
                     now=now,
                 )
             message = views.message_obj(
-                {**row, "content": body.content, "edited_at": now}, access.marks()
+                {**row, "content": body.content, "edited_at": now},
+                access.marks(),
+                links=self.rt.file_links,
             )
             event = await self.rt.events.append(
                 conn, ev.MESSAGE_UPDATED, access.id, {"message": message}, now
@@ -205,6 +254,8 @@ class MessageWriter:
         async with self.rt.db.write() as conn:
             await message_store.update_message(conn, message_id, {"deleted_at": now})
             await waiting.message_deleted(conn, access.id, row["sender_role"])
+            # Its files go with it: their links answer 404 from the commit on.
+            blob_keys = await file_store.delete_of_message(conn, message_id, now)
             if access.chat["last_message_id"] == message_id:
                 newest = await message_store.newest_live(conn, access.id)
                 await forum.set_last_message(
@@ -220,6 +271,7 @@ class MessageWriter:
                 conn, ev.MESSAGE_DELETED, access.id, {"message_id": message_id}, now
             )
         await self.rt.publish([event])
+        await forget_blobs(self.rt, blob_keys)
 
     async def access_for_reading(self, who: Principal, chat_id: int) -> ChatAccess:
         async with self.rt.db.read() as conn:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from store.forum import ChatRecord
+
+if TYPE_CHECKING:
+    from bridge.forum.file_links import FileLinks
 
 
 def iso(value: datetime | None) -> str | None:
@@ -35,10 +38,15 @@ def read_by(message_id: int, sender_id: str, marks: Sequence[tuple[str, int]]) -
 
 
 def message_obj(
-    row: Mapping[str, Any], marks: Sequence[tuple[str, int]] = (), prefix: str = ""
+    row: Mapping[str, Any],
+    marks: Sequence[tuple[str, int]] = (),
+    prefix: str = "",
+    *,
+    links: FileLinks,
 ) -> dict[str, Any]:
     """A message object - the one builder, for REST answers, feed events and relayed messages
-    alike; ``prefix`` reads columns of a message joined under another name."""
+    alike; ``prefix`` reads columns of a message joined under another name, ``links`` signs
+    its files' download links."""
 
     def col(name: str) -> Any:
         return row[prefix + name]
@@ -53,6 +61,7 @@ def message_obj(
         "reply_to_id": col("reply_to_id"),
         "source": col("source"),
         "read_by": read_by(col("id"), col("sender_id"), marks),
+        "files": files(row.get(prefix + "files"), links),
         "reactions": reactions(col("reactions")),
         "client_id": col("client_id"),
     }
@@ -68,7 +77,29 @@ def reactions(made: Sequence[Sequence[Any]] | None) -> list[dict[str, Any]]:
     return [{"emoji": emoji, "user_ids": holders} for emoji, holders in groups.items()]
 
 
-def chat_obj(record: ChatRecord, *, with_unread: bool = True) -> dict[str, Any]:
+def file_obj(row: Mapping[str, Any], links: FileLinks) -> dict[str, Any]:
+    """A file object, with a freshly signed link."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "size": row["size"],
+        "content_type": row["content_type"],
+        "url": links.url(row["id"]),
+    }
+
+
+def files(items: Sequence[Any] | None, links: FileLinks) -> list[dict[str, Any]]:
+    """A message's files in their order. ``items``: the store's ``[id, name, size,
+    content_type, position]`` lists (store/files.py), or rows with those keys."""
+    shown = ("id", "name", "size", "content_type", "position")
+    rows = [
+        item if isinstance(item, Mapping) else dict(zip(shown, item, strict=True))
+        for item in items or ()
+    ]
+    return [file_obj(r, links) for r in sorted(rows, key=lambda r: r["position"])]
+
+
+def chat_obj(record: ChatRecord, *, links: FileLinks, with_unread: bool = True) -> dict[str, Any]:
     chat = record.chat
     marks = [(p["id"], p["last_read_message_id"]) for p in record.participants]
     obj: dict[str, Any] = {
@@ -80,7 +111,7 @@ def chat_obj(record: ChatRecord, *, with_unread: bool = True) -> dict[str, Any]:
         "is_active": chat["is_active"],
         "participants": [person(p["id"], p["name"], p["user_role"]) for p in record.participants],
         "last_message": (
-            message_obj(record.last_message, marks, prefix="m_")
+            message_obj(record.last_message, marks, prefix="m_", links=links)
             if record.last_message is not None
             else None
         ),

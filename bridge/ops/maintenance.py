@@ -5,6 +5,9 @@
 - pruning: done outbox jobs after ``done_retention_s``; webhook delivery keys and feed events
   older than ``feed.history_retention_s`` (a ``since`` before them then gets a reset); failed
   ``/link`` attempts once they can no longer block anyone;
+- files: the bytes and rows of deleted files, of files never attached to a message within
+  ``UNATTACHED_FILE_TTL`` (a day), and of files whose chat is gone; and partial writes a
+  crash left in local storage;
 - the outbox depth gauge of /metrics;
 - missed-webhook recovery: Pachca's saved event history (bridge/pachca/recovery.py) is read and
   processed, when Pachca is configured. Events already handled are duplicates by their key.
@@ -27,11 +30,16 @@ from bridge.pachca import recovery
 from bridge.pachca.recovery import RecoveryReport
 from bridge.runtime import Runtime, utcnow
 from store import events as event_store
+from store import files as file_store
 from store import outbox as outbox_store
 from store import users as user_store
 from store import webhook_keys
 
 log = structlog.get_logger("bridge.jobs")
+
+# An upload not sent in a message within this is deleted.
+UNATTACHED_FILE_TTL = timedelta(hours=24)
+SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class MaintenanceTuning:
     first_run_after_s: float = 10.0  # prune and count soon after start, then on schedule
     done_retention_s: float = 86_400.0  # done outbox jobs are kept this long for inspection
     recover_every_s: float = 300.0  # read Pachca's saved webhook history this often
+    files_every_s: float = 600.0  # remove deleted and never-sent files this often
 
 
 class Maintenance:
@@ -82,6 +91,36 @@ class Maintenance:
             log.info("pruned old rows", **removed)
         return removed
 
+    async def sweep_files(self, now: float | None = None) -> int:
+        """Remove the files that are to go (see the module's docstring): the bytes first,
+        then the row, so a blob never outlives the row that names it; the number removed.
+        ``now``: a UNIX time standing for the present (tests)."""
+        moment = datetime.fromtimestamp(now, UTC) if now is not None else utcnow()
+        removed = 0
+        while True:
+            async with self.rt.db.read() as conn:
+                rows = await file_store.sweepable(
+                    conn, unattached_before=moment - UNATTACHED_FILE_TTL, limit=SWEEP_BATCH
+                )
+            gone: list[str] = []
+            for row in rows:
+                try:
+                    await self.rt.blobs.delete(row["storage_key"])
+                except Exception:
+                    log.warning("could not remove a file's bytes; next time", exc_info=True)
+                    continue
+                gone.append(row["id"])
+            async with self.rt.db.write() as conn:
+                await file_store.delete_rows(conn, gone)
+            removed += len(gone)
+            if len(rows) < SWEEP_BATCH or not gone:
+                break
+        # Writes a crash cut short: nothing names them.
+        partial = await self.rt.blobs.drop_partial(UNATTACHED_FILE_TTL.total_seconds())
+        if removed or partial:
+            log.info("removed files", files=removed, partial_writes=partial)
+        return removed
+
     async def recover_webhooks(self) -> RecoveryReport | None:
         client = self.rt.pachca.current()
         if client is None:
@@ -107,6 +146,7 @@ class Maintenance:
             (self.prune, t.prune_every_s, soon),
             (self.refresh_depth, t.depth_every_s, soon),
             (self.recover_webhooks, t.recover_every_s, soon),
+            (self.sweep_files, t.files_every_s, soon),
         ]
         for job, every_s, first in plan:
             scheduler.add_job(

@@ -1,8 +1,10 @@
 """Reloading config.yaml while running: on a file change (polled) and on SIGHUP.
 
-``auth``, ``limits``, ``pachca`` and ``reminders`` apply at once; ``server``, ``database``,
-``feed`` and ``logging`` keep their running values until a restart, and the log says so. An
-invalid edit is logged and ignored: the last good config stays in force.
+``auth``, ``limits``, ``pachca``, ``reminders`` and ``files`` apply at once - except
+``files.storage``, ``files.path`` and ``files.s3``, which choose the blob store built at start;
+those, ``server``, ``database``, ``feed`` and ``logging`` keep their running values until a
+restart, and the log says so. An invalid edit is logged and ignored: the last good config stays
+in force.
 
 Instances sharing a database keep their token rules in step (``share_auth_changes``): a change
 of the key, audience or lifetime cap here is told to the others over the feed, and each one
@@ -24,7 +26,9 @@ from bridge.feed.transport import AUTH_CHANGED, Control, Feed
 
 log = structlog.get_logger("bridge.config")
 
-LIVE_SECTIONS = ("auth", "limits", "pachca", "reminders")
+LIVE_SECTIONS = ("auth", "limits", "pachca", "reminders", "files")
+# Keys of a live section that still need a restart: they choose what is built at start.
+RESTART_KEYS = {"files": ("storage", "path", "s3")}
 RESTART_SECTIONS = ("server", "database", "feed", "logging")
 
 
@@ -57,6 +61,13 @@ class ConfigWatcher:
             return False
         current = self.live.current
         pending = [s for s in RESTART_SECTIONS if getattr(fresh, s) != getattr(current, s)]
+        for section, keys in RESTART_KEYS.items():
+            old, new = getattr(current, section), getattr(fresh, section)
+            pending += [f"{section}.{k}" for k in keys if getattr(old, k) != getattr(new, k)]
+            # The running values stay in force.
+            fresh = fresh.model_copy(
+                update={section: new.model_copy(update={k: getattr(old, k) for k in keys})}
+            )
         if pending:
             log.warning("config sections changed that apply after a restart", sections=pending)
         changed = [s for s in LIVE_SECTIONS if getattr(fresh, s) != getattr(current, s)]

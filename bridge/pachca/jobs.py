@@ -11,7 +11,7 @@ an exception: `Postpone` (cannot run yet, not a failure), `Retry` (failed, try a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,14 +19,19 @@ import structlog
 
 from bot.client import PachcaClient, PachcaError
 from bot.mentions import neutralise
+from bot.models import MessageFileFields
 from bridge import policy
+from bridge.feed.events import FeedEvent
 from bridge.forum import waiting
+from bridge.forum.files import is_inline
 from bridge.pachca.pacing import Pacer, WaitTooLong
 from bridge.runtime import Runtime, utcnow
+from store import files as file_store
 from store import outbox as outbox_store
 from store import pachca_links as links
 from store import reactions as reaction_store
 from store import waiting as waiting_store
+from store.blobs import BlobMissing
 from store.tx import Tx
 
 log = structlog.get_logger("bridge.outbox")
@@ -44,6 +49,9 @@ REMOVE_MEMBER = "remove_member"  # {"chat_id", "pachca_user_id"}: out of the thr
 POST_NOTE = "post_note"  # {"chat_id", "note"}: the bot's note in the thread (NOTES)
 # {"message_id"}: the bot's reactions on the Pachca copy follow the emoji web users hold.
 SYNC_REACTIONS = "sync_reactions"
+# {"pachca_message_id", and "create": {...} for a message not stored yet}: copy a Pachca
+# message's files into the forum (bridge/pachca/file_copies.py).
+COPY_FILES = "copy_files"
 
 # {"chat_id", "since"}: the bot reminds the teacher or tutor of a chat waiting since then
 # (bridge/ops/reminders.py), unless it has been answered meanwhile.
@@ -61,7 +69,9 @@ NOTES = {
 }
 
 T = TypeVar("T")
-Finish = Callable[[Tx], Awaitable[None]]
+# Runs in the transaction that marks the job done; the feed events it returns are published
+# after the commit.
+Finish = Callable[[Tx], Awaitable[Sequence[FeedEvent] | None]]
 
 DISPLAY_NAME_MAX = 255  # Pachca's limit on display_name
 # Pachca answers these for a message that is already gone (the spec's `message_deleted`).
@@ -128,6 +138,11 @@ class Deliveries:
             REMIND: self.remind,
         }
 
+    def register(self, kind: str, handler: Callable[[Job, PachcaClient], Awaitable[Done]]) -> None:
+        """A kind carried out elsewhere (one that needs the forum's writers, which import
+        this module)."""
+        self._kinds[kind] = handler
+
     async def run(self, job: Job, client: PachcaClient) -> Done:
         handler = self._kinds.get(job.kind)
         if handler is None:
@@ -136,6 +151,10 @@ class Deliveries:
             return await handler(job, client)
         except KeyError as exc:
             raise Permanent(f"payload lacks {exc.args[0]!r}") from None
+
+    async def paced_call(self, chat_key: str | None, call: Callable[[], Awaitable[T]]) -> T:
+        """``_call`` for kinds carried out elsewhere."""
+        return await self._call(chat_key, call)
 
     async def _call(self, chat_key: str | None, call: Callable[[], Awaitable[T]]) -> T:
         """One Pachca call, paced: ``chat_key`` names the Pachca chat of a message call."""
@@ -304,6 +323,7 @@ class Deliveries:
             # The chat's open_thread job ran before this one (per-chat order) and did not
             # finish: it is dead. Retrying it opens the thread, and this job then follows.
             raise Postpone("waiting for the chat's Pachca thread to be opened")
+        files = await self._upload_files(m["id"], client)
         created = await self._call(
             f"thread:{thread_id}",
             lambda: client.create_message(
@@ -314,6 +334,7 @@ class Deliveries:
                 display_name=_display_name(m["sender_name"]),
                 parent_message_id=m["reply_to_pachca_id"],
                 skip_invite_mentions=True,
+                files=files,
             ),
         )
         message_id, pachca_id = m["id"], created.id
@@ -326,6 +347,53 @@ class Deliveries:
                 await queue_reaction_sync(conn, message_id, m["chat_id"], utcnow())
 
         return Done(finish=record)
+
+    async def _upload_files(self, message_id: int, client: PachcaClient) -> list[MessageFileFields]:
+        """The message's files, uploaded to Pachca (``POST /uploads``, then the direct upload),
+        for the ``files`` of its post. Each key is stored the moment it is known, so a retry
+        uploads only what is not there yet."""
+        async with self.rt.db.read() as conn:
+            rows = await file_store.of_message(conn, message_id)
+        out: list[MessageFileFields] = []
+        for row in rows:
+            key = row["pachca_key"]
+            if key is None:
+                key = await self._upload(row, client)
+                if key is None:
+                    continue
+                async with self.rt.db.write() as conn:
+                    await file_store.set_pachca_key(conn, row["id"], key)
+            file_type = "image" if is_inline(row["content_type"]) else "file"
+            out.append(
+                MessageFileFields(key=key, name=row["name"], file_type=file_type, size=row["size"])
+            )
+        return out
+
+    async def _upload(self, row: Any, client: PachcaClient) -> str | None:
+        """One file's upload; its key. An expired upload signature (403) asks for new
+        parameters once; a second refusal fails the attempt (the job is retried)."""
+        for last in (False, True):
+            params = await self._call(None, client.create_upload)
+            try:
+                blob = await self.rt.blobs.open(row["storage_key"])
+            except BlobMissing:
+                log.warning("a file's bytes are gone; posted without it", file_id=row["id"])
+                return None
+            try:
+                return await client.upload_file(
+                    params,
+                    name=row["name"],
+                    content_type=row["content_type"],
+                    size=blob.size,
+                    chunks=blob.chunks,
+                )
+            except PachcaError as exc:
+                if exc.status != 403 or last:
+                    raise
+                log.info("pachca upload signature refused; asking for new ones", exc=str(exc))
+            finally:
+                await blob.close()
+        return None  # not reached: the second pass returns or raises
 
     async def edit_message(self, job: Job, client: PachcaClient) -> Done:
         m = await self._message(job)

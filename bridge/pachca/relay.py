@@ -34,9 +34,10 @@ Commands: a message in a direct chat with the bot, or in a forum thread, that re
 command (bot/commands.py) is answered by bridge/pachca/commands.py and never relayed; a command
 the bot does not know is answered with the help text.
 
-Contents: a file-only message (Pachca sends ``content: ""``, files are not in the webhook) is
-stored as ``ATTACHMENT_NOTE`` ("[attachment]"), so the student sees that something was sent and
-can ask for it; NUL characters, which PostgreSQL cannot store in text, are removed.
+Files: a webhook carries none, so every relayed message queues a ``copy_files`` job
+(bridge/pachca/file_copies.py) that reads it and copies its files; a message without text
+(files only, ``content: ""``) is created by that job once its files are stored. NUL
+characters, which PostgreSQL cannot store in text, are removed.
 """
 
 from __future__ import annotations
@@ -62,20 +63,23 @@ from bridge.forum import views, waiting
 from bridge.forum.chats import ChatAccess, access_from_rows
 from bridge.forum.messages import add_message
 from bridge.pachca import commands as bot_commands
+from bridge.pachca.file_copies import ATTACHMENT_NOTE
+from bridge.pachca.jobs import COPY_FILES
 from bridge.pachca.membership import MemberWebhooks
 from bridge.pachca.outcomes import Handled, Outcome
 from bridge.pachca.outcomes import dropped as _dropped
 from bridge.pachca.reactions import ReactionWebhooks
 from bridge.runtime import Runtime, utcnow
+from store import files as file_store
 from store import forum, webhook_keys
 from store import messages as message_store
+from store import outbox as outbox_store
 from store import pachca_links as links
 from store.errors import Conflict, StoreError
 from store.tx import Row, Tx
 
 log = structlog.get_logger("bridge.relay")
 
-ATTACHMENT_NOTE = "[attachment]"
 # Pachca ids are int32 in the spec (thread chat ids already exceed it); the columns are BIGINT.
 MAX_ID = 2**63 - 1
 # Failures worth a retry: the database (or the network to it) is unavailable, not the event.
@@ -311,10 +315,28 @@ class Relay:
     async def _create(
         self, tx: Tx, p: MessageWebhookPayload, action: Create, now: datetime
     ) -> Handled:
+        """A message with text is stored at once; one without (files only) waits for the job
+        that copies its files (bridge/pachca/file_copies.py). Either way that job is queued
+        here, with the delivery key: webhooks carry no files, so it reads the message."""
         # Pachca's time, not ours, so a message recovered after downtime keeps its time; never
         # in the future, though, whatever the clocks say.
         created_at = min(p.created_at, now)
         access, user = action.access, action.user
+        edited_at = _edited_at(p, now) if action.edited else None
+        copy: dict[str, Any] = {"pachca_message_id": p.id}
+        if not p.content.strip():
+            copy["create"] = {
+                "chat_id": access.id,
+                "sender_id": user["id"],
+                "sender_name": user["name"],
+                "sender_role": user["role"],
+                "created_at": created_at.isoformat(),
+                "edited_at": edited_at.isoformat() if edited_at else None,
+                "reply_to_id": action.reply_to_id,
+                "pachca_changed_at": p.changed_at.isoformat() if p.changed_at else None,
+            }
+            await outbox_store.enqueue(tx, COPY_FILES, copy, chat_id=access.id, now=now)
+            return Handled(Outcome.ACCEPTED, "copying_files")
         _, event = await add_message(
             self.rt,
             tx,
@@ -323,7 +345,7 @@ class Relay:
                 "sender_id": user["id"],
                 "content": _content(p),
                 "created_at": created_at,
-                "edited_at": _edited_at(p, now) if action.edited else None,
+                "edited_at": edited_at,
                 "reply_to_id": action.reply_to_id,
                 "source": "pachca",
                 "pachca_message_id": p.id,
@@ -335,20 +357,24 @@ class Relay:
             last_at=max(access.chat["last_activity_at"], created_at),
             post_to_pachca=False,
         )
+        await outbox_store.enqueue(tx, COPY_FILES, copy, chat_id=access.id, now=now)
         return Handled(Outcome.ACCEPTED, "created", (event,))
 
     async def _update(
         self, tx: Tx, p: MessageWebhookPayload, action: Update, now: datetime
     ) -> Handled:
         row, access = action.message, action.access
-        content = _content(p)
+        # Without text, a message with files keeps its files and no text.
+        content = "" if row["files"] and not p.content.strip() else _content(p)
         edited_at = _edited_at(p, now)
         values: dict[str, Any] = {"content": content, "edited_at": edited_at}
         if p.changed_at is not None:
             values["pachca_changed_at"] = p.changed_at
         await message_store.update_message(tx, row["id"], values)
         message = views.message_obj(
-            {**row, "content": content, "edited_at": edited_at}, access.marks()
+            {**row, "content": content, "edited_at": edited_at},
+            access.marks(),
+            links=self.rt.file_links,
         )
         event = await self.rt.events.append(
             tx, ev.MESSAGE_UPDATED, access.id, {"message": message}, now
@@ -361,6 +387,9 @@ class Relay:
         row, access = action.message, action.access
         await message_store.update_message(tx, row["id"], {"deleted_at": now})
         await waiting.message_deleted(tx, access.id, row["sender_role"])
+        # The bytes go with the sweeper's next pass (this runs inside the webhook's one
+        # transaction; the links answer 404 from the commit on).
+        await file_store.delete_of_message(tx, row["id"], now)
         if access.chat["last_message_id"] == row["id"]:
             newest = await message_store.newest_live(tx, access.id)
             await forum.set_last_message(

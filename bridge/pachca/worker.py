@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -31,9 +31,11 @@ from typing import Any
 import structlog
 
 from bot.client import PachcaClient, PachcaError
+from bridge.feed.events import FeedEvent
 from bridge.ops.metrics import Metrics
 from bridge.pachca.clients import not_ready_reason
-from bridge.pachca.jobs import Deliveries, Done, Job, Permanent, Postpone, Retry
+from bridge.pachca.file_copies import FileCopies
+from bridge.pachca.jobs import COPY_FILES, Deliveries, Done, Job, Permanent, Postpone, Retry
 from bridge.pachca.pacing import Pacer
 from bridge.runtime import Runtime, utcnow
 from store import outbox as store
@@ -107,6 +109,8 @@ class OutboxWorker:
         self.deliveries = Deliveries(
             self.rt, self.pacer, max_pacing_wait_s=self.tuning.max_pacing_wait_s
         )
+        copies = FileCopies(self.rt, self.deliveries.paced_call)
+        self.deliveries.register(COPY_FILES, copies.run)
         self._unhook = self.rt.db.on_signal(store.OUTBOX_DUE, self.nudge)
         self._task = asyncio.create_task(self._loop(), name="outbox-worker")
 
@@ -240,10 +244,12 @@ class OutboxWorker:
             log.exception("could not record an outbox job's outcome", job_id=job.id)
 
     async def _done(self, job: Job, result: Done) -> None:
+        events: Sequence[FeedEvent] = ()
         async with self.rt.db.write() as conn:
             if result.finish is not None:
-                await result.finish(conn)
+                events = await result.finish(conn) or ()
             await store.complete(conn, job.id, now=utcnow())
+        await self.rt.publish(events)
         self._count(job, "skipped" if result.skipped else "done")
         log.debug("outbox job done", job_id=job.id, kind=job.kind, skipped=result.skipped)
 

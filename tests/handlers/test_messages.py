@@ -26,6 +26,7 @@ MESSAGE_KEYS = {
     "reply_to_id",
     "source",
     "read_by",
+    "files",
     "reactions",
     "client_id",
 }

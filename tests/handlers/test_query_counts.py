@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.files_kit import upload
 from tests.world import World
 
 MAX_STATEMENTS = 3
@@ -91,8 +92,17 @@ async def react_to(world: World, message: dict[str, Any], author: str, reader: s
 
 
 REACTIONS = Extra(lambda m: len(m["reactions"]) == len(REACTIONS_ON_EACH), after=react_to)
-# Each counted answer must show each of these (files: one more entry).
-EXTRAS: list[Extra] = [REACTIONS]
+
+
+async def one_file(world: World, chat_id: int, author: str) -> dict[str, Any]:
+    """Upload a file for the message about to be posted."""
+    file = await upload(world, author, chat_id)
+    return {"file_ids": [file["id"]]}
+
+
+FILES = Extra(lambda m: len(m["files"]) == 1, before=one_file)
+# Each counted answer must show each of these.
+EXTRAS: list[Extra] = [REACTIONS, FILES]
 
 
 async def posted(world: World, author: str, reader: str, chat_id: int, text: str) -> int:

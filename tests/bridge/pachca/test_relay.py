@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from store.db import Database
-from store.models import Message
+from store.models import Message, OutboxJob
 from tests.fakes.webhook_kit import (
     BOT_USER_ID,
     STUDENT_PACHCA_ID,
@@ -103,7 +103,8 @@ async def test_the_same_event_three_times_makes_one_message(
     assert after["messages"] == before["messages"] + 1
     assert after["events"] == before["events"] + 1
     assert after["webhook_deliveries"] == before["webhook_deliveries"] + 1
-    assert after["outbox"] == before["outbox"]  # a Pachca message is not posted back
+    # One job reads it for files (copy_files); a Pachca message is never posted back.
+    assert after["outbox"] == before["outbox"] + 1
 
 
 async def test_a_late_older_edit_does_not_overwrite_a_newer_one(
@@ -266,11 +267,16 @@ async def test_teacher_reply_to_a_web_message_keeps_the_reply_link(
     assert answer["reply_to_id"] == web["id"]
 
 
-async def test_file_only_message_is_stored_with_an_attachment_note(
-    client: TestClient, world: World, forum: Forum
+async def test_file_only_message_waits_for_the_copy_of_its_files(
+    client: TestClient, world: World, database: Database, forum: Forum
 ) -> None:
+    # Its files are copied by an outbox job, which creates the message (tests/e2e).
     await deliver_ok(client, forum.teacher_says(""))
-    assert await contents(world, forum) == ["[attachment]"]
+    assert await contents(world, forum) == []
+    async with database.read() as conn:
+        jobs = await conn.rows(select(OutboxJob.__table__))
+    [copy] = [j for j in jobs if j["kind"] == "copy_files"]
+    assert copy["payload"]["create"]["sender_id"] == forum.teacher
 
 
 async def test_inactive_chat_takes_no_pachca_messages(
