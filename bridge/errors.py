@@ -38,6 +38,13 @@ class NotFound(DomainError):
     code, status = "not_found", 404
 
 
+class Conflict(DomainError):
+    """The request contradicts what the bridge holds (a role change of someone who still
+    takes part in chats in their old role)."""
+
+    code, status = "conflict", 409
+
+
 class RequestTimeout(DomainError):
     """The request body did not fully arrive in time (``server.body_timeout_s``)."""
 

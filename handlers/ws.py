@@ -62,7 +62,9 @@ CLOSE_CODES: dict[CloseReason, int] = {
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Unknown fields are an error, as in REST bodies: a client relying on one would be
+    # silently ignored otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PingFrame(_Frame):
