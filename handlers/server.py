@@ -29,12 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
+from aiohttp.web_request import BaseRequest
 from yarl import URL
 
 from bridge.config import Config, ServerConfig
 from handlers.app import create_app
+from handlers.errors import ERROR_CODES
 from handlers.keys import SERVICES
 
 log = structlog.get_logger("bridge.server")
@@ -116,7 +119,34 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
-class _CountedHandler(web.RequestHandler):
+class _JsonErrorsHandler(web.RequestHandler):
+    """aiohttp's protocol, answering what it refuses before any handler runs (a request line
+    or headers over its limits, a malformed head) in the API's error shape: JSON, without
+    echoing the input back. Middlewares never see these requests."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was sent already")  # as aiohttp does
+        if status >= 500:
+            self.log_exception("error handling request", exc_info=exc)
+            code, text = "internal_error", "internal error"
+        else:
+            log.info("malformed request refused", status=status, error=type(exc).__name__)
+            code = ERROR_CODES.get(status, "invalid_request")
+            text = "the request line or headers are malformed or over the size limits"
+        body = orjson.dumps({"error": {"code": code, "message": text}})
+        response = web.Response(status=status, body=body, content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _CountedHandler(_JsonErrorsHandler):
     """aiohttp's own protocol, admitted against the cap when its connection is made (the
     moment the count is exact) and released when it is lost. Nothing changes per request."""
 
