@@ -61,3 +61,8 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after: float):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StartupFailed(Exception):
+    """The service cannot start (its port is taken, its database cannot be reached): the
+    command line says so in one line and exits non-zero, without a traceback."""

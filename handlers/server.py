@@ -36,6 +36,7 @@ from aiohttp.web_request import BaseRequest
 from yarl import URL
 
 from bridge.config import Config, ServerConfig
+from bridge.errors import StartupFailed
 from handlers.app import create_app
 from handlers.errors import ERROR_CODES
 from handlers.keys import SERVICES
@@ -257,8 +258,13 @@ class Service:
             return _CountedHandler(cap, manager, loop=loop, **kwargs)
 
         self.site = _CappedSite(self.runner, self.server.host, self.server.port, protocol)
-        await self.site.start()
+        try:
+            await self.site.start()
+        except OSError as exc:
+            where = f"{self.server.host}:{self.server.port}"
+            raise StartupFailed(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         log.info("listening", url=self.site.name, max_connections=self.max_connections)
+        self._warn_about_config()
         if self.max_connections > default_max_connections():
             # Then accept() can still run out of descriptors before the cap is reached.
             log.warning(
@@ -267,6 +273,17 @@ class Service:
                 max_connections=self.max_connections,
                 fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
+
+    def _warn_about_config(self) -> None:
+        """What a first run usually lacks, said once at start."""
+        config = self.app[SERVICES].config
+        if not config.auth.service_tokens:
+            log.warning(
+                "no service token is set (auth.service_tokens, BRIDGE_AUTH__SERVICE_TOKENS): "
+                "the platform API answers 401 to every request"
+            )
+        if not config.pachca.enabled:
+            log.warning("Pachca is disabled (pachca.enabled): chats are not mirrored to Pachca")
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to shutdown_timeout_s), close

@@ -61,7 +61,13 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_bad_environment_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRIDGE_SERVER__PORT", "not-a-port")
-    assert "server.port" in problems({})
+    with pytest.raises(ConfigError) as info:
+        parse_config({})
+    # The variable's fault, not the file's: named as the variable, with the key it sets.
+    assert info.value.source == "environment"
+    [(name, message)] = info.value.problems
+    assert name == "BRIDGE_SERVER__PORT"
+    assert "server.port" in message and "integer" in message
 
 
 def test_secrets_are_masked_in_reprs() -> None:
@@ -160,8 +166,13 @@ def test_a_refused_secret_is_never_quoted(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigError) as info:
         parse_config({"auth": {"jwt_secret": "hunter2-jwt-secret"}})
     text = str(info.value) + repr(info.value.problems)
-    assert "auth.jwt_secret" in text and "auth.service_tokens.0" in text
+    assert "BRIDGE_AUTH__SERVICE_TOKENS" in text and "auth.service_tokens.0" in text
     assert "hunter2" not in text
+    monkeypatch.delenv("BRIDGE_AUTH__SERVICE_TOKENS")
+    with pytest.raises(ConfigError) as info:
+        parse_config({"auth": {"jwt_secret": "hunter2-jwt-secret"}})
+    text = str(info.value) + repr(info.value.problems)
+    assert "auth.jwt_secret" in text and "hunter2" not in text
 
 
 def test_staff_user_ids_are_pachca_user_ids() -> None:
