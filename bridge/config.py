@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import UnionType
@@ -48,6 +49,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_ORIGIN = re.compile(r"^https?://[a-z0-9.\-\[\]:]+$")
+
+
+def _origin(value: str) -> str:
+    """An origin as browsers send it: lower case, no path, no trailing slash."""
+    origin = value.strip().lower().removesuffix("/")
+    parts = urlsplit(origin)
+    if not _ORIGIN.match(origin) or not parts.hostname or parts.path or parts.query:
+        raise ValueError("must be an origin: http(s)://host[:port], without path or wildcard")
+    return origin
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -59,6 +72,9 @@ class ServerConfig(_Section):
     # Connections served at once; beyond it new ones are closed at once. None: derived from
     # the file-descriptor limit (handlers/server.py), so accept() never runs out of them.
     max_connections: PositiveInt | None = None
+    # Origins (scheme://host[:port]) whose pages may call the web-client API (CORS) and open
+    # the feed; the service's own origin always may.
+    cors_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)
 
 
 class DatabaseConfig(_Section):

@@ -34,9 +34,10 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 from bridge.auth import Principal
-from bridge.errors import DomainError, InvalidRequest, Unauthorized
+from bridge.errors import DomainError, Forbidden, InvalidRequest, Unauthorized
 from bridge.feed.connection import CloseReason, Conn
 from bridge.feed.hub import Hub
+from handlers.cors import origin_allowed
 from handlers.keys import SERVICES
 
 log = structlog.get_logger("bridge.ws")
@@ -153,7 +154,12 @@ def parse_frame(msg_type: WSMsgType, data: object) -> PingFrame | TypingFrame:
         raise InvalidRequest(f"{where}: {err['msg']}" if where else err["msg"]) from None
 
 
-async def feed_socket(request: web.Request) -> web.WebSocketResponse:
+async def feed_socket(request: web.Request) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(request, origin):
+        # A page of another origin could otherwise open the feed with a token it holds
+        # (browsers do not apply CORS to WebSockets). Clients that send no Origin: unaffected.
+        raise Forbidden("this origin may not open the feed (server.cors_origins)")
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_S,
         compress=False,  # a deflate context costs far more memory than the socket itself

@@ -179,3 +179,12 @@ def test_staff_user_ids_are_pachca_user_ids() -> None:
     assert parse_config({"pachca": {"staff_user_ids": [5, 6]}}).pachca.staff_user_ids == [5, 6]
     assert parse_config({}).pachca.staff_user_ids == []
     assert "pachca.staff_user_ids.0" in problems({"pachca": {"staff_user_ids": ["the boss"]}})
+
+
+def test_cors_origins_are_origins() -> None:
+    config = parse_config(
+        {"server": {"cors_origins": ["https://School.example/", "http://a:3000"]}}
+    )
+    assert config.server.cors_origins == ["https://school.example", "http://a:3000"]
+    for bad in ("*", "school.example", "https://school.example/app", "ftp://school.example"):
+        assert "server.cors_origins.0" in problems({"server": {"cors_origins": [bad]}})
