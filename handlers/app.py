@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bridge.config import Config
 from bridge.services import Database, Services
-from handlers import admin, cors, forum, ops, platform, reactions, webhooks, ws
+from handlers import admin, cors, forum, openapi, ops, platform, reactions, webhooks, ws
 from handlers import web as web_client
 from handlers.errors import render_errors
 from handlers.keys import SERVICES
@@ -26,6 +26,7 @@ FEATURES: list[Callable[[web.Application], None]] = [
     admin.setup,
     web_client.setup,
     reactions.setup,
+    openapi.setup,  # describes the routes of every feature above
 ]
 
 

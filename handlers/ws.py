@@ -39,6 +39,7 @@ from bridge.feed.connection import CloseReason, Conn
 from bridge.feed.hub import Hub
 from handlers.cors import origin_allowed
 from handlers.keys import SERVICES
+from handlers.openapi import PUBLIC, Operation, Param, documented
 
 log = structlog.get_logger("bridge.ws")
 
@@ -154,6 +155,21 @@ def parse_frame(msg_type: WSMsgType, data: object) -> PingFrame | TypingFrame:
         raise InvalidRequest(f"{where}: {err['msg']}" if where else err["msg"]) from None
 
 
+@documented(
+    Operation(
+        "The live event feed: a WebSocket (docs/websocket.md)",
+        PUBLIC,  # the token travels in the query: a bad one is a close code (4401), not a 401
+        {101: None},
+        query=(
+            Param("token", {"type": "string"}, "a web-client token", required=True),
+            Param("since", {"type": "integer", "minimum": 0}, "replay the events after this"),
+        ),
+        errors=(403,),
+        description="403: the upgrade's Origin is neither the service's own nor listed in "
+        "server.cors_origins. Without an upgrade (a plain GET), 400.",
+        tags=("web client",),
+    )
+)
 async def feed_socket(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin is not None and not origin_allowed(request, origin):
