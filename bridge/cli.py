@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
-from bridge.config import Config, ConfigError, default_config_path, load_config
+from bridge.config import ENVIRONMENT, Config, ConfigError, default_config_path, load_config
+from bridge.errors import StartupFailed
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pachca-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -45,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("pachca-bridge")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _port(value: str) -> int:
     port = int(value)
     if not 0 <= port <= 65535:
@@ -57,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
+        if exc.source == ENVIRONMENT:
+            # One line per variable: its name and what it expects.
+            for name, message in exc.problems:
+                print(f"environment variable {name}: {message}", file=sys.stderr)
+            return 1
         print(f"{exc.source}: invalid configuration", file=sys.stderr)
         for path, message in exc.problems:
             print(f"  {path}: {message}", file=sys.stderr)
@@ -101,7 +116,6 @@ async def _token(config: Config, user_id: str, ttl: int | None) -> int:
     from bridge.config import LiveConfig
     from store import migrate
     from store import users as user_store
-    from store.db import Database
 
     cap = config.auth.max_token_ttl_s
     if ttl is None:
@@ -117,9 +131,12 @@ async def _token(config: Config, user_id: str, ttl: int | None) -> int:
             file=sys.stderr,
         )
         return 2
-    db = Database(config.database.url)
     try:
-        await migrate.upgrade(db)
+        db = await migrate.open_current(config.database.url)
+    except migrate.SchemaNotReady as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
         async with db.read() as conn:
             known = await user_store.get_user(conn, user_id) is not None
         if not known:
@@ -138,5 +155,9 @@ def _serve(config: Config, config_path: str | None) -> int:
     from handlers.server import serve
 
     logs.configure(config.logging.format, config.logging.level)
-    serve(config, config_path or default_config_path())
+    try:
+        serve(config, config_path or default_config_path())
+    except StartupFailed as exc:
+        print(f"pachca-bridge: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -7,10 +7,13 @@ The YAML file is the base; every key can be overridden from the environment as
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -25,7 +28,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bridge.policy import ChatType
 
@@ -33,10 +41,24 @@ DEFAULT_CONFIG_PATH = "config.yaml"
 # Below these a key can be guessed or brute-forced offline (an HS256 key from one token).
 MIN_JWT_SECRET_BYTES = 32
 MIN_SERVICE_TOKEN_CHARS = 24
+# A leaked web-client token lives at most this long, whatever the config says.
+MAX_TOKEN_TTL_CAP_S = 30 * 86_400
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_ORIGIN = re.compile(r"^https?://[a-z0-9.\-\[\]:]+$")
+
+
+def _origin(value: str) -> str:
+    """An origin as browsers send it: lower case, no path, no trailing slash."""
+    origin = value.strip().lower().removesuffix("/")
+    parts = urlsplit(origin)
+    if not _ORIGIN.match(origin) or not parts.hostname or parts.path or parts.query:
+        raise ValueError("must be an origin: http(s)://host[:port], without path or wildcard")
+    return origin
 
 
 class ServerConfig(_Section):
@@ -50,6 +72,9 @@ class ServerConfig(_Section):
     # Connections served at once; beyond it new ones are closed at once. None: derived from
     # the file-descriptor limit (handlers/server.py), so accept() never runs out of them.
     max_connections: PositiveInt | None = None
+    # Origins (scheme://host[:port]) whose pages may call the web-client API (CORS) and open
+    # the feed; the service's own origin always may.
+    cors_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)
 
 
 class DatabaseConfig(_Section):
@@ -106,8 +131,8 @@ class AuthConfig(_Section):
     service_tokens: list[Annotated[SecretStr, AfterValidator(_service_token_long_enough)]] = Field(
         default_factory=list
     )
-    # The longest lifetime (exp - iat) a web-client token may have.
-    max_token_ttl_s: PositiveInt = 86_400
+    # The longest lifetime (exp - iat) a web-client token may have; at most 30 days.
+    max_token_ttl_s: int = Field(default=86_400, gt=0, le=MAX_TOKEN_TTL_CAP_S)
 
 
 class ChannelsConfig(_Section):
@@ -261,11 +286,98 @@ def default_config_path() -> str:
 
 
 def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
-    """Validate a decoded config mapping (environment overrides applied)."""
+    """Validate a decoded config mapping (environment overrides applied). An override that
+    does not parse is the environment's problem, named by its variable, not the file's."""
+    problems = environment_problems(os.environ)
+    if problems:
+        raise ConfigError(ENVIRONMENT, problems)
     try:
         return Config(**data)
     except ValidationError as exc:
         raise ConfigError(source, _problems(exc)) from None
+    except SettingsError as exc:  # what the checks below did not foresee, still in one line
+        raise ConfigError(ENVIRONMENT, [(f"{ENV_PREFIX}*", str(exc))]) from None
+
+
+ENVIRONMENT = "environment"
+ENV_PREFIX = "BRIDGE_"
+ENV_DELIMITER = "__"
+_JSON_EXAMPLES = {list: 'a JSON list, like ["a", "b"]', dict: 'a JSON object, like {"key": 1}'}
+
+
+def environment_problems(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(variable, what it expects)`` for each ``BRIDGE_<SECTION>__<KEY>`` override that
+    names no key or holds no valid value for it. Each is checked on its own, against its
+    section, the way pydantic-settings reads it (lists and maps as JSON)."""
+    problems = []
+    for name, raw in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+        section = Config.model_fields.get(path[0])
+        if section is None:
+            continue  # BRIDGE_CONFIG, and variables that are not config keys
+        problem = _override_problem(section.annotation, path, raw)
+        if problem is not None:
+            problems.append((name, problem))
+    return problems
+
+
+def _override_problem(section: Any, path: list[str], raw: str) -> str | None:
+    key = ".".join(path)
+    annotation: Any = section
+    for part in path[1:]:
+        fields = getattr(annotation, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
+            return f"{key} is not a config key"
+        annotation = fields[part].annotation
+    value: Any = raw
+    kinds = _json_kinds(annotation)
+    if kinds:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            if not _takes_plain(annotation):
+                expected = " or ".join(_JSON_EXAMPLES.get(k, "JSON") for k in kinds)
+                return f"{key} expects {expected}; the value is not JSON"
+            value = raw
+    nested: Any = value
+    for part in reversed(path[1:]):
+        nested = {part: nested}
+    try:
+        section.model_validate(nested)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = [str(p) for p in err["loc"] if not _is_type_tag(p)]
+            if loc[: len(path) - 1] == path[1:]:
+                where = ".".join([path[0], *loc])
+                return f"{where}: {err['msg']}"
+    return None
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, UnionType):
+        return tuple(a for a in get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+def _json_kind(annotation: Any) -> type | None:
+    origin = get_origin(annotation) or annotation
+    if origin in (list, set, tuple):
+        return list
+    if origin is dict or (isinstance(origin, type) and issubclass(origin, BaseModel)):
+        return dict
+    return None
+
+
+def _json_kinds(annotation: Any) -> list[type]:
+    kinds = [_json_kind(a) for a in _members(annotation)]
+    return list(dict.fromkeys(k for k in kinds if k is not None))
+
+
+def _takes_plain(annotation: Any) -> bool:
+    """Whether a plain string is also a value (``SecretStr | list[SecretStr]``)."""
+    return any(_json_kind(a) is None for a in _members(annotation))
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -38,6 +38,13 @@ class NotFound(DomainError):
     code, status = "not_found", 404
 
 
+class Conflict(DomainError):
+    """The request contradicts what the bridge holds (a role change of someone who still
+    takes part in chats in their old role)."""
+
+    code, status = "conflict", 409
+
+
 class RequestTimeout(DomainError):
     """The request body did not fully arrive in time (``server.body_timeout_s``)."""
 
@@ -54,3 +61,8 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after: float):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StartupFailed(Exception):
+    """The service cannot start (its port is taken, its database cannot be reached): the
+    command line says so in one line and exits non-zero, without a traceback."""

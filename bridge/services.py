@@ -16,6 +16,7 @@ import structlog
 
 from bridge.auth import Claims, Principal, Tokens, load_generated_secret, principal_for
 from bridge.config import Config, LiveConfig
+from bridge.errors import StartupFailed
 from bridge.feed.history import History
 from bridge.feed.hub import Hub
 from bridge.feed.redis import RedisFeed
@@ -137,9 +138,15 @@ class Services:
     async def start(self, *, migrate_first: bool = True) -> None:
         rt = self.rt
         try:
-            if migrate_first:
-                await migrate.upgrade(rt.db)
-            rt.tokens.use_generated(await load_generated_secret(rt.db))
+            try:
+                if migrate_first:
+                    await migrate.upgrade(rt.db)
+                rt.tokens.use_generated(await load_generated_secret(rt.db))
+            except Exception as exc:
+                # A driver's text names no value here (connecting, or the migrations' DDL).
+                raise StartupFailed(
+                    f"cannot use the database {safe_url(rt.db.url)}: {describe_failure(exc)}"
+                ) from exc
             rt.db.start_checkpoints()
             await rt.blobs.start()
             await rt.feed.start()
@@ -175,3 +182,11 @@ class Services:
         await self.rt.feed.stop()
         await self.rt.blobs.close()
         await self.rt.db.dispose()
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The innermost cause of a failure, as one line (the driver's own reason)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bridge.config import Config
 from bridge.services import Database, Services
-from handlers import admin, files, forum, ops, platform, reactions, webhooks, ws
+from handlers import admin, cors, files, forum, openapi, ops, platform, reactions, webhooks, ws
 from handlers import web as web_client
 from handlers.errors import render_errors
 from handlers.keys import SERVICES
@@ -27,6 +27,7 @@ FEATURES: list[Callable[[web.Application], None]] = [
     web_client.setup,
     reactions.setup,
     files.setup,
+    openapi.setup,  # describes the routes of every feature above
 ]
 
 
@@ -38,9 +39,12 @@ def create_app(
     db: Database | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[request_context, render_errors],
+        # CORS inside the request log (preflights are logged too) and outside the error
+        # rendering (errors carry its headers too).
+        middlewares=[request_context, cors.cors, render_errors],
         client_max_size=config.server.max_body_bytes,
     )
+    cors.setup(app, config.server.cors_origins)
     services = Services.build(config, db=db, config_path=config_path)
     app[SERVICES] = services
 

@@ -71,11 +71,10 @@ def in_int64(value: int) -> bool:
 
 
 def path_int(request: web.Request, name: str) -> int:
-    """An integer path id; anything else names no such object."""
-    try:
-        value = int(request.match_info[name])
-    except ValueError:
-        value = None
+    """An integer path id: ASCII digits only. Anything else (a sign, spaces, other scripts'
+    digits, which ``int()`` would all accept) names no such object."""
+    raw = request.match_info[name]
+    value = int(raw) if raw.isascii() and raw.isdigit() else None
     if value is None or not in_int64(value):
         raise NotFound(f"no such {name.removesuffix('_id')}")
     return value

@@ -17,7 +17,7 @@ log = structlog.get_logger("bridge.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # aiohttp's own refusals (no route, wrong method, body too big) in the contract's codes.
-_HTTP_CODES = {
+ERROR_CODES = {
     400: "invalid_request",
     401: "unauthorized",
     403: "forbidden",
@@ -71,7 +71,7 @@ async def render_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
+        code = ERROR_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else "request body is too large"
         headers: dict[str, Any] = {}
         if exc.status == 405 and "Allow" in exc.headers:

@@ -14,16 +14,25 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from typing_extensions import TypedDict
 
 from bridge.errors import InvalidRequest, RequestTimeout
 from bridge.forum.files import CHUNK, UPLOAD_CHUNK, Download, is_inline
+from bridge.forum.views import FileObj
 from handlers.auth import principal, user_only
 from handlers.body import path_int
 from handlers.errors import closing_error_response
 from handlers.keys import SERVICES
+from handlers.openapi import PUBLIC, USER, Multipart, Operation, Param, Raw, documented
 from handlers.responses import json_response
 
 routes = web.RouteTableDef()
+TAGS = ("files",)
+
+
+class FileAnswer(TypedDict):
+    file: FileObj
+
 
 # What a broken or cut-off multipart body raises while it is read.
 _BROKEN_BODY = (ValueError, AssertionError, HttpProcessingError, ConnectionError, OSError)
@@ -33,6 +42,16 @@ MULTIPART_SLACK = 16 * 1024
 
 
 @routes.post("/api/v1/chats/{chat_id}/files")
+@documented(
+    Operation(
+        "Upload a file into a chat, to attach to a message with file_ids",
+        USER,
+        {201: FileAnswer},
+        body=Multipart(("file",), "one part named file, its filename the file's name"),
+        errors=(403, 404, 429),
+        tags=TAGS,
+    )
+)
 @user_only
 async def upload_file(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
@@ -94,6 +113,9 @@ async def _chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterato
 
 
 @routes.get("/api/v1/files/{file_id}")
+@documented(
+    Operation("A file, with a fresh signed link", USER, {200: FileAnswer}, errors=(404,), tags=TAGS)
+)
 @user_only
 async def get_file(request: web.Request) -> web.Response:
     file = await request.app[SERVICES].files.describe(
@@ -103,6 +125,19 @@ async def get_file(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/files/{file_id}/content")
+@documented(
+    Operation(
+        "A file's bytes, through the signed link a file object gives (no token)",
+        PUBLIC,
+        {200: Raw(("application/octet-stream",), "the file, with its own Content-Type")},
+        query=(
+            Param("expires", {"type": "string"}, "from the signed link", required=True),
+            Param("signature", {"type": "string"}, "from the signed link", required=True),
+        ),
+        errors=(403, 404),
+        tags=TAGS,
+    )
+)
 async def download_file(request: web.Request) -> web.StreamResponse:
     """The bytes a signed link names: no Authorization header (an ``<img src>`` works)."""
     services = request.app[SERVICES]

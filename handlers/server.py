@@ -29,12 +29,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
+from aiohttp.web_request import BaseRequest
 from yarl import URL
 
 from bridge.config import Config, ServerConfig
+from bridge.errors import StartupFailed
 from handlers.app import create_app
+from handlers.errors import ERROR_CODES
 from handlers.keys import SERVICES
 
 log = structlog.get_logger("bridge.server")
@@ -116,7 +120,34 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
-class _CountedHandler(web.RequestHandler):
+class _JsonErrorsHandler(web.RequestHandler):
+    """aiohttp's protocol, answering what it refuses before any handler runs (a request line
+    or headers over its limits, a malformed head) in the API's error shape: JSON, without
+    echoing the input back. Middlewares never see these requests."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was sent already")  # as aiohttp does
+        if status >= 500:
+            self.log_exception("error handling request", exc_info=exc)
+            code, text = "internal_error", "internal error"
+        else:
+            log.info("malformed request refused", status=status, error=type(exc).__name__)
+            code = ERROR_CODES.get(status, "invalid_request")
+            text = "the request line or headers are malformed or over the size limits"
+        body = orjson.dumps({"error": {"code": code, "message": text}})
+        response = web.Response(status=status, body=body, content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _CountedHandler(_JsonErrorsHandler):
     """aiohttp's own protocol, admitted against the cap when its connection is made (the
     moment the count is exact) and released when it is lost. Nothing changes per request."""
 
@@ -227,8 +258,13 @@ class Service:
             return _CountedHandler(cap, manager, loop=loop, **kwargs)
 
         self.site = _CappedSite(self.runner, self.server.host, self.server.port, protocol)
-        await self.site.start()
+        try:
+            await self.site.start()
+        except OSError as exc:
+            where = f"{self.server.host}:{self.server.port}"
+            raise StartupFailed(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         log.info("listening", url=self.site.name, max_connections=self.max_connections)
+        self._warn_about_config()
         if self.max_connections > default_max_connections():
             # Then accept() can still run out of descriptors before the cap is reached.
             log.warning(
@@ -237,6 +273,17 @@ class Service:
                 max_connections=self.max_connections,
                 fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
+
+    def _warn_about_config(self) -> None:
+        """What a first run usually lacks, said once at start."""
+        config = self.app[SERVICES].config
+        if not config.auth.service_tokens:
+            log.warning(
+                "no service token is set (auth.service_tokens, BRIDGE_AUTH__SERVICE_TOKENS): "
+                "the platform API answers 401 to every request"
+            )
+        if not config.pachca.enabled:
+            log.warning("Pachca is disabled (pachca.enabled): chats are not mirrored to Pachca")
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to shutdown_timeout_s), close

@@ -19,6 +19,10 @@ from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
+from handlers.openapi import PUBLIC, Operation, Raw, documented
+
+TAGS = ("web client",)
+
 ASSETS_PLACEHOLDER = "{{assets}}"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
@@ -121,14 +125,36 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 WEB_CLIENT = web.AppKey("web_client", WebClient)
 
 
+PAGE_DOC = Raw(("text/html",), "the web client's page")
+NOT_MODIFIED = {304: None}  # with If-None-Match naming the current version
+
+
+@documented(Operation("The web client", PUBLIC, {200: PAGE_DOC, **NOT_MODIFIED}, tags=TAGS))
 async def page(request: web.Request) -> web.Response:
     return respond(request, request.app[WEB_CLIENT].page)
 
 
+@documented(
+    Operation(
+        "client.js, the API and feed client as an ES module",
+        PUBLIC,
+        {200: Raw(("text/javascript",), "an ES module"), **NOT_MODIFIED},
+        tags=TAGS,
+    )
+)
 async def client_module(request: web.Request) -> web.Response:
     return respond(request, request.app[WEB_CLIENT].client_js)
 
 
+@documented(
+    Operation(
+        "One of the web client's files, cached as immutable",
+        PUBLIC,
+        {200: Raw(tuple(CONTENT_TYPES.values()), "a script, style sheet or image"), **NOT_MODIFIED},
+        errors=(404,),
+        tags=TAGS,
+    )
+)
 async def asset(request: web.Request) -> web.Response:
     files = request.app[WEB_CLIENT]
     found = files.assets.get(request.match_info["name"])

@@ -26,10 +26,12 @@ import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
+from typing_extensions import TypedDict
 
 from bot.signature import SignatureError, WebhookVerifier
 from bot.webhooks import InvalidPayload, parse_webhook
@@ -39,6 +41,7 @@ from bridge.pachca.relay import TRANSIENT_ERRORS
 from handlers.body import read_body
 from handlers.errors import error_response
 from handlers.keys import SERVICES
+from handlers.openapi import SIGNED, Operation, documented
 from handlers.responses import json_response
 
 log = structlog.get_logger("bridge.webhooks")
@@ -50,7 +53,12 @@ RETRY_AFTER_S = "5"
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-OK = {"ok": True}
+
+class WebhookAck(TypedDict):
+    ok: bool
+
+
+OK = WebhookAck(ok=True)
 
 
 def _networks(entries: Iterable[str]) -> tuple[IpNetwork, ...]:
@@ -136,6 +144,17 @@ class Gate:
 GATE = web.AppKey("webhook_gate", Gate)
 
 
+@documented(
+    Operation(
+        "Pachca's outgoing webhook (docs/pachca.md)",
+        SIGNED,
+        {200: WebhookAck},
+        # Pachca's own event payloads (its API describes them): any JSON object here.
+        body=dict[str, Any],
+        errors=(403, 503),
+        tags=("pachca",),
+    )
+)
 async def receive(request: web.Request) -> web.Response:
     app = request.app
     services = app[SERVICES]

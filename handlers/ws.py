@@ -34,10 +34,12 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 from bridge.auth import Principal
-from bridge.errors import DomainError, InvalidRequest, Unauthorized
+from bridge.errors import DomainError, Forbidden, InvalidRequest, Unauthorized
 from bridge.feed.connection import CloseReason, Conn
 from bridge.feed.hub import Hub
+from handlers.cors import origin_allowed
 from handlers.keys import SERVICES
+from handlers.openapi import PUBLIC, Operation, Param, documented
 
 log = structlog.get_logger("bridge.ws")
 
@@ -62,7 +64,9 @@ CLOSE_CODES: dict[CloseReason, int] = {
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Unknown fields are an error, as in REST bodies: a client relying on one would be
+    # silently ignored otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PingFrame(_Frame):
@@ -151,7 +155,27 @@ def parse_frame(msg_type: WSMsgType, data: object) -> PingFrame | TypingFrame:
         raise InvalidRequest(f"{where}: {err['msg']}" if where else err["msg"]) from None
 
 
-async def feed_socket(request: web.Request) -> web.WebSocketResponse:
+@documented(
+    Operation(
+        "The live event feed: a WebSocket (docs/websocket.md)",
+        PUBLIC,  # the token travels in the query: a bad one is a close code (4401), not a 401
+        {101: None},
+        query=(
+            Param("token", {"type": "string"}, "a web-client token", required=True),
+            Param("since", {"type": "integer", "minimum": 0}, "replay the events after this"),
+        ),
+        errors=(403,),
+        description="403: the upgrade's Origin is neither the service's own nor listed in "
+        "server.cors_origins. Without an upgrade (a plain GET), 400.",
+        tags=("web client",),
+    )
+)
+async def feed_socket(request: web.Request) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(request, origin):
+        # A page of another origin could otherwise open the feed with a token it holds
+        # (browsers do not apply CORS to WebSockets). Clients that send no Origin: unaffected.
+        raise Forbidden("this origin may not open the feed (server.cors_origins)")
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_S,
         compress=False,  # a deflate context costs far more memory than the socket itself

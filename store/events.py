@@ -143,8 +143,10 @@ _LAST_ID = prepared(select(func.coalesce(func.max(events.c.id), 0)))
 
 
 async def last_id(tx: Tx) -> int:
+    """The newest event id ever appended, even when pruning has emptied the log: ids are
+    never reused, so that one is remembered as how far pruning went."""
     newest: int = await tx.value(_LAST_ID)
-    return newest
+    return newest or await pruned_through(tx)
 
 
 PRUNED_THROUGH = "events_pruned_through"

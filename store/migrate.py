@@ -7,6 +7,7 @@ pragmas as the service's own (foreign keys on: the migrations are written for th
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import cache
@@ -16,11 +17,11 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from store.db import Database, keep_private
+from store.db import Database, keep_private, safe_url
 from store.sqlite import pragmas
 from store.tx import prepared
 
@@ -106,3 +107,34 @@ async def current_revision(db: Database) -> str | None:
 
 async def is_current(db: Database) -> bool:
     return await current_revision(db) == head_revision()
+
+
+class SchemaNotReady(Exception):
+    """The database is missing, unreachable, or not at the code's schema (commands other
+    than ``serve`` and ``migrate`` use a database; they never create or migrate one)."""
+
+
+async def open_current(url: str) -> Database:
+    """The database at ``url``, which must exist and be migrated already; else
+    SchemaNotReady, saying what to run. A SQLite file is never created here."""
+    parsed = make_url(url)
+    shown = safe_url(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if path and path != ":memory:" and not os.path.isfile(path):  # noqa: ASYNC240
+            raise SchemaNotReady(
+                f"no database at {shown}: run `pachca-bridge migrate` (or `serve`) with this "
+                "config first, or point --config or BRIDGE_DATABASE__URL at the service's"
+            )
+    db = Database(parsed)
+    try:
+        current = await is_current(db)
+    except Exception as exc:
+        await db.dispose()
+        raise SchemaNotReady(f"cannot use the database {shown}: {type(exc).__name__}") from exc
+    if not current:
+        await db.dispose()
+        raise SchemaNotReady(
+            f"the database {shown} is not at the current schema: run `pachca-bridge migrate`"
+        )
+    return db

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from typing_extensions import TypedDict
 
+from bridge.forum.views import ChatInEvent, MessageObj
 from store import events as event_log
 from store.tx import Tx
 
@@ -21,6 +23,48 @@ CHAT_DELETED = "chat.deleted"
 READ = "read"
 REACTION_ADDED = "reaction.added"
 REACTION_REMOVED = "reaction.removed"
+
+
+class MessageEventFrame(TypedDict):
+    type: Literal["message.created", "message.updated"]
+    event_id: int
+    chat_id: int
+    message: MessageObj
+
+
+class MessageDeletedFrame(TypedDict):
+    type: Literal["message.deleted"]
+    event_id: int
+    chat_id: int
+    message_id: int
+
+
+class ChatEventFrame(TypedDict):
+    type: Literal["chat.created", "chat.updated", "chat.deleted"]
+    event_id: int
+    chat_id: int
+    chat: ChatInEvent
+
+
+class ReadFrame(TypedDict):
+    type: Literal["read"]
+    event_id: int
+    chat_id: int
+    user_id: str
+    message_id: int
+
+
+class ReactionFrame(TypedDict):
+    type: Literal["reaction.added", "reaction.removed"]
+    event_id: int
+    chat_id: int
+    message_id: int
+    user_id: str
+    emoji: str
+
+
+# An event as the feed and GET /api/v1/events carry it (docs/websocket.md).
+EventFrame = MessageEventFrame | MessageDeletedFrame | ChatEventFrame | ReadFrame | ReactionFrame
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,10 @@ class History:
         frames without decoding them."""
         async with self.rt.db.read() as conn:
             rows = await event_log.after(conn, since, limit=limit)
+            # Nothing after `since`: the log's own newest id, also when `since` is ahead of
+            # it (a client from another history, as the feed treats it).
+            last = rows[-1]["id"] if rows else await event_log.last_id(conn)
         frames = [frame_from_log(r["id"], r["payload"]) for r in rows]
-        last = rows[-1]["id"] if rows else since
         return b'{"events":[%s],"last_event_id":%d}' % (b",".join(frames), last)
 
     async def replay(

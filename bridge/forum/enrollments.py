@@ -199,15 +199,23 @@ class Enrollments:
             if await forum.get_enrollment(conn, enrollment_id) is None:
                 raise NotFound("no such enrollment")
             chats = await forum.chats_of_enrollment(conn, enrollment_id)
-            audiences = {c["id"]: set(await forum.participant_ids(conn, c["id"])) for c in chats}
+            # The chats as they were last seen, for the chat.deleted events (their audience:
+            # the participants, who may no longer see the chat once it is gone).
+            records = await forum.load_chats(conn, "", enrollment_id=enrollment_id)
+            records.sort(key=lambda r: r.chat["id"])
             for chat in chats:  # before the chats (and their pending jobs) go
                 await membership.enrollment_deleting(conn, chat, now)
             await forum.delete_enrollment(conn, enrollment_id)
             events = [
                 await self.rt.events.append(
-                    conn, ev.CHAT_DELETED, chat_id, {}, now, audience=audience
+                    conn,
+                    ev.CHAT_DELETED,
+                    r.chat["id"],
+                    {"chat": views.chat_obj(r, links=self.rt.file_links, with_unread=False)},
+                    now,
+                    audience={p["id"] for p in r.participants},
                 )
-                for chat_id, audience in audiences.items()
+                for r in records
             ]
         await self.rt.publish(events)
 

@@ -116,7 +116,7 @@ class Files:
         name: str | None,
         content_type: str | None,
         chunks: AsyncIterable[bytes],
-    ) -> dict[str, Any]:
+    ) -> views.FileObj:
         """Store an uploaded file; its file object. Nothing is kept when it fails: too
         large (413), empty (400), or its body broken off (whatever ``chunks`` raises)."""
         name = check_name(name)
@@ -148,7 +148,7 @@ class Files:
             raise
         return views.file_obj(row, self.rt.file_links)
 
-    async def describe(self, who: Principal, file_id: str) -> dict[str, Any]:
+    async def describe(self, who: Principal, file_id: str) -> views.FileObj:
         """A file with a fresh link, for whoever may see its chat; before it is sent, for its
         uploader only (404 for anyone else)."""
         async with self.rt.db.read() as conn:

@@ -51,7 +51,7 @@ class UserIn(Input):
     email: Text | None = Field(default=None, max_length=255)
     pachca_user_id: Int64 | None = Field(default=None, gt=0)
     tutor_id: PlatformId | None = None
-    children: list[Text] | None = None
+    children: list[PlatformId] | None = None
 
 
 class SubjectIn(Input):

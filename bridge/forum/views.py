@@ -1,22 +1,108 @@
-"""The API's JSON objects (docs/api.md), built from store rows."""
+"""The API's JSON objects (docs/api.md), built from store rows.
+
+Each object's shape is a TypedDict here, the builder's return type: the same declaration
+gives the API description its schemas (handlers/openapi.py), so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
+from pydantic import WithJsonSchema
+from typing_extensions import TypedDict
+
+from bridge.policy import Role
 from store.forum import ChatRecord
 
 if TYPE_CHECKING:
     from bridge.forum.file_links import FileLinks
+
+# ISO 8601 in UTC with an offset, as datetime.isoformat() writes it.
+IsoTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+ChatTypeName = Literal["forum_subject", "forum_tutor"]
+
+
+class UserObj(TypedDict):
+    id: str
+    role: Role
+    name: str
+    email: str | None
+    pachca_user_id: int | None
+    tutor_id: str | None
+    children: list[str] | None
+
+
+class PersonObj(TypedDict):
+    id: str
+    name: str
+    role: Role
+
+
+class SubjectObj(TypedDict):
+    id: str
+    name: str
+
+
+class ReactionObj(TypedDict):
+    emoji: str
+    user_ids: list[str]
+
+
+class FileObj(TypedDict):
+    id: str
+    name: str
+    size: int
+    content_type: str
+    url: str  # a signed link of the service, relative; GET /api/v1/files/{id} gives a fresh one
+
+
+class MessageObj(TypedDict):
+    id: int
+    chat_id: int
+    sender: PersonObj
+    content: str
+    created_at: IsoTime
+    edited_at: IsoTime | None
+    reply_to_id: int | None
+    source: Literal["web", "pachca"]
+    read_by: list[str]
+    reactions: list[ReactionObj]
+    files: list[FileObj]
+    client_id: str | None
+
+
+class ChatInEvent(TypedDict):
+    """A chat as feed events carry it: without ``unread_count``, which differs per reader."""
+
+    id: int
+    type: ChatTypeName
+    title: str
+    enrollment_id: str
+    subject: SubjectObj
+    is_active: bool
+    participants: list[PersonObj]
+    last_message: MessageObj | None
+
+
+class ChatObj(ChatInEvent):
+    unread_count: int
+
+
+class EnrollmentObj(TypedDict):
+    id: str
+    student_id: str
+    teacher_id: str
+    subject: SubjectObj
+    active: bool
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def user_obj(row: Mapping[str, Any]) -> dict[str, Any]:
+def user_obj(row: Mapping[str, Any]) -> UserObj:
     return {
         "id": row["id"],
         "role": row["role"],
@@ -28,8 +114,8 @@ def user_obj(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def person(user_id: str, name: str, role: str) -> dict[str, Any]:
-    return {"id": user_id, "name": name, "role": role}
+def person(user_id: str, name: str, role: str) -> PersonObj:
+    return {"id": user_id, "name": name, "role": role}  # type: ignore[typeddict-item]
 
 
 def read_by(message_id: int, sender_id: str, marks: Sequence[tuple[str, int]]) -> list[str]:
@@ -43,7 +129,7 @@ def message_obj(
     prefix: str = "",
     *,
     links: FileLinks,
-) -> dict[str, Any]:
+) -> MessageObj:
     """A message object - the one builder, for REST answers, feed events and relayed messages
     alike; ``prefix`` reads columns of a message joined under another name, ``links`` signs
     its files' download links."""
@@ -67,7 +153,7 @@ def message_obj(
     }
 
 
-def reactions(made: Sequence[Sequence[Any]] | None) -> list[dict[str, Any]]:
+def reactions(made: Sequence[Sequence[Any]] | None) -> list[ReactionObj]:
     """A message's reactions as its object lists them: one entry per emoji, in the order
     first used, each with its holders in the order they reacted. ``made``: the store's
     ``[id, emoji, user_id]`` items (store/reactions.py), in any order."""
@@ -77,7 +163,7 @@ def reactions(made: Sequence[Sequence[Any]] | None) -> list[dict[str, Any]]:
     return [{"emoji": emoji, "user_ids": holders} for emoji, holders in groups.items()]
 
 
-def file_obj(row: Mapping[str, Any], links: FileLinks) -> dict[str, Any]:
+def file_obj(row: Mapping[str, Any], links: FileLinks) -> FileObj:
     """A file object, with a freshly signed link."""
     return {
         "id": row["id"],
@@ -88,7 +174,7 @@ def file_obj(row: Mapping[str, Any], links: FileLinks) -> dict[str, Any]:
     }
 
 
-def files(items: Sequence[Any] | None, links: FileLinks) -> list[dict[str, Any]]:
+def files(items: Sequence[Any] | None, links: FileLinks) -> list[FileObj]:
     """A message's files in their order. ``items``: the store's ``[id, name, size,
     content_type, position]`` lists (store/files.py), or rows with those keys."""
     shown = ("id", "name", "size", "content_type", "position")
@@ -99,7 +185,8 @@ def files(items: Sequence[Any] | None, links: FileLinks) -> list[dict[str, Any]]
     return [file_obj(r, links) for r in sorted(rows, key=lambda r: r["position"])]
 
 
-def chat_obj(record: ChatRecord, *, links: FileLinks, with_unread: bool = True) -> dict[str, Any]:
+def chat_obj(record: ChatRecord, *, links: FileLinks, with_unread: bool = True) -> ChatInEvent:
+    """A chat object (``ChatObj``), or without ``unread_count`` for feed events."""
     chat = record.chat
     marks = [(p["id"], p["last_read_message_id"]) for p in record.participants]
     obj: dict[str, Any] = {
@@ -118,10 +205,10 @@ def chat_obj(record: ChatRecord, *, links: FileLinks, with_unread: bool = True) 
     }
     if with_unread:
         obj["unread_count"] = record.unread_count
-    return obj
+    return cast(ChatInEvent, obj)
 
 
-def enrollment_obj(row: Mapping[str, Any]) -> dict[str, Any]:
+def enrollment_obj(row: Mapping[str, Any]) -> EnrollmentObj:
     return {
         "id": row["id"],
         "student_id": row["student_id"],

@@ -10,10 +10,11 @@ The admin list, the bot's ``/waiting`` and the reminders (bridge/ops/reminders.p
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+
+from typing_extensions import TypedDict
 
 from bridge.errors import InvalidRequest
-from bridge.forum.views import iso
+from bridge.forum.views import IsoTime, PersonObj, iso
 from bridge.policy import PARTNER_ROLES, Role
 from bridge.runtime import Runtime, utcnow
 from store import waiting as waiting_store
@@ -47,8 +48,21 @@ def waited_s(since: datetime, now: datetime) -> int:
     return max(0, int((now - since).total_seconds()))
 
 
-def waiting_obj(row: Row, now: datetime) -> dict[str, Any]:
-    assignee = None
+class WaitingObj(TypedDict):
+    chat_id: int
+    title: str
+    waiting_since: IsoTime
+    waiting_s: int
+    assignee: PersonObj | None  # the chat's teacher or tutor
+    reminders_sent: int
+
+
+class WaitingPage(TypedDict):
+    chats: list[WaitingObj]
+
+
+def waiting_obj(row: Row, now: datetime) -> WaitingObj:
+    assignee: PersonObj | None = None
     if row["assignee_id"] is not None:
         assignee = {
             "id": row["assignee_id"],
@@ -96,7 +110,7 @@ class WaitingList:
     def __init__(self, rt: Runtime):
         self.rt = rt
 
-    async def list(self, *, limit: int | None) -> dict[str, Any]:
+    async def list(self, *, limit: int | None) -> WaitingPage:
         if limit is None or not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
         async with self.rt.db.read() as conn:

@@ -5,15 +5,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from bridge.errors import InvalidRequest, NotFound
-from bridge.forum.views import iso
+from bridge.forum.views import IsoTime, iso
 from bridge.runtime import Runtime, utcnow
 from store import outbox as outbox_store
 
 MAX_LIMIT = 500
 
 
-def job_obj(row: Mapping[str, Any]) -> dict[str, Any]:
+class OutboxJob(TypedDict):
+    id: int
+    chat_id: int | None
+    lane: str
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: IsoTime | None
+    lease_until: IsoTime | None
+    last_error: str | None
+    created_at: IsoTime
+    updated_at: IsoTime
+
+
+class OutboxPage(TypedDict):
+    jobs: list[OutboxJob]
+    counts: dict[str, int]
+
+
+class JobAnswer(TypedDict):
+    job: OutboxJob
+
+
+def job_obj(row: Mapping[str, Any]) -> OutboxJob:
     return {
         "id": row["id"],
         "chat_id": row["chat_id"],
@@ -34,7 +60,7 @@ class OutboxAdmin:
     def __init__(self, rt: Runtime):
         self.rt = rt
 
-    async def list(self, status: str, *, limit: int | None, after_id: int | None) -> dict[str, Any]:
+    async def list(self, status: str, *, limit: int | None, after_id: int | None) -> OutboxPage:
         if status not in outbox_store.STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(outbox_store.STATUSES)}")
         if limit is None or not 1 <= limit <= MAX_LIMIT:
@@ -44,9 +70,9 @@ class OutboxAdmin:
         async with self.rt.db.read() as conn:
             rows = await outbox_store.list_jobs(conn, status, limit=limit, after_id=after_id)
             counts = await outbox_store.depth(conn)
-        return {"jobs": [job_obj(r) for r in rows], "counts": counts}
+        return OutboxPage(jobs=[job_obj(r) for r in rows], counts=counts)
 
-    async def retry(self, job_id: int) -> dict[str, Any]:
+    async def retry(self, job_id: int) -> JobAnswer:
         """A dead job (or a waiting one) runs again now, with a fresh attempt budget."""
         async with self.rt.db.write() as conn:
             row = await outbox_store.retry(conn, job_id, now=utcnow())
@@ -56,4 +82,4 @@ class OutboxAdmin:
             if existing is None:
                 raise NotFound("no such outbox job")
             raise InvalidRequest("the job is done; only dead or pending jobs can be retried")
-        return {"job": job_obj(row)}
+        return JobAnswer(job=job_obj(row))

@@ -124,16 +124,18 @@ async def recover_from_config(config: Config) -> int:
     from bridge.config import LiveConfig
     from bridge.feed.transport import MemoryFeed
     from store import migrate
-    from store.db import Database
 
     pachca = config.pachca
     token = pachca.token.get_secret_value()
     if not token:
         print("pachca.token is not set: cannot read the webhook history", file=sys.stderr)
         return 2
-    db = Database(config.database.url)
     try:
-        await migrate.upgrade(db)
+        db = await migrate.open_current(config.database.url)
+    except migrate.SchemaNotReady as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
         live = LiveConfig(config)
         rt = Runtime(live=live, db=db, feed=MemoryFeed(), tokens=Tokens(live, ""))
         async with PachcaClient(pachca.api_url, token, timeout=pachca.request_timeout_s) as client:

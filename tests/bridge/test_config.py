@@ -61,7 +61,13 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_bad_environment_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRIDGE_SERVER__PORT", "not-a-port")
-    assert "server.port" in problems({})
+    with pytest.raises(ConfigError) as info:
+        parse_config({})
+    # The variable's fault, not the file's: named as the variable, with the key it sets.
+    assert info.value.source == "environment"
+    [(name, message)] = info.value.problems
+    assert name == "BRIDGE_SERVER__PORT"
+    assert "server.port" in message and "integer" in message
 
 
 def test_secrets_are_masked_in_reprs() -> None:
@@ -160,8 +166,13 @@ def test_a_refused_secret_is_never_quoted(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigError) as info:
         parse_config({"auth": {"jwt_secret": "hunter2-jwt-secret"}})
     text = str(info.value) + repr(info.value.problems)
-    assert "auth.jwt_secret" in text and "auth.service_tokens.0" in text
+    assert "BRIDGE_AUTH__SERVICE_TOKENS" in text and "auth.service_tokens.0" in text
     assert "hunter2" not in text
+    monkeypatch.delenv("BRIDGE_AUTH__SERVICE_TOKENS")
+    with pytest.raises(ConfigError) as info:
+        parse_config({"auth": {"jwt_secret": "hunter2-jwt-secret"}})
+    text = str(info.value) + repr(info.value.problems)
+    assert "auth.jwt_secret" in text and "hunter2" not in text
 
 
 def test_staff_user_ids_are_pachca_user_ids() -> None:
@@ -179,3 +190,12 @@ def test_reminders_are_off_by_default_and_need_positive_intervals() -> None:
     assert "reminders.after_s" in problems({"reminders": {"after_s": 0}})
     assert "reminders.repeat_s" in problems({"reminders": {"repeat_s": -1}})
     assert "reminders.every_s" in problems({"reminders": {"every_s": 5}})
+
+
+def test_cors_origins_are_origins() -> None:
+    config = parse_config(
+        {"server": {"cors_origins": ["https://School.example/", "http://a:3000"]}}
+    )
+    assert config.server.cors_origins == ["https://school.example", "http://a:3000"]
+    for bad in ("*", "school.example", "https://school.example/app", "ftp://school.example"):
+        assert "server.cors_origins.0" in problems({"server": {"cors_origins": [bad]}})

@@ -185,3 +185,25 @@ async def test_admin_reads_everything_but_posts_nothing(client: TestClient, worl
     await expect_error(resp, 403, "forbidden")
     resp = await client.get(f"/api/v1/chats/{chat_id}/messages", headers=world.auth(admin))
     assert (await resp.json())["total"] == 1
+
+
+def arabic_indic(number: int) -> str:
+    return "".join(chr(0x0660 + int(d)) for d in str(number))
+
+
+async def test_path_ids_are_plain_ascii_digits(client: TestClient, world: World) -> None:
+    student = await world.user("student")
+    teacher = await world.user("teacher")
+    chat_id = (await world.enroll(student, teacher)).subject_chat["id"]
+    message = await world.post(student, chat_id, "hello")
+    auth = world.auth(student)
+    assert (await client.get(f"/api/v1/chats/{chat_id}", headers=auth)).status == 200
+    # Python's int() takes all of these; none of them is the chat's id as written.
+    variants = [f"+{chat_id}", f"%20{chat_id}", f"{chat_id}%20", f"{chat_id}_0"]
+    variants.append("".join(f"%{b:02X}" for b in arabic_indic(chat_id).encode()))
+    for spelled in variants:
+        for path in (f"/api/v1/chats/{spelled}", f"/api/v1/chats/{spelled}/messages"):
+            await expect_error(await client.get(path, headers=auth), 404, "not_found")
+    mid = "".join(f"%{b:02X}" for b in arabic_indic(message["id"]).encode())
+    resp = await client.patch(f"/api/v1/messages/{mid}", json={"content": "x"}, headers=auth)
+    await expect_error(resp, 404, "not_found")

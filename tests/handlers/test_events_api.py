@@ -126,6 +126,10 @@ async def test_every_kind_of_event_in_order_and_in_frame_shape(
         k: v for k, v in changed.subject_chat.items() if k != "unread_count"
     }
     assert chat_deleted["type"] == "chat.deleted" and chat_deleted["chat_id"] == chat_id
+    # The chat as it was last seen, like every chat event's `chat`.
+    assert chat_deleted["chat"]["id"] == chat_id
+    assert chat_deleted["chat"]["enrollment_id"] == enrolled.enrollment_id
+    assert {p["id"] for p in chat_deleted["chat"]["participants"]} == {student, new_teacher}
 
 
 async def test_chat_updated_follows_deactivation(client: TestClient, world: World) -> None:
@@ -256,3 +260,15 @@ async def test_failed_requests_append_no_events(client: TestClient, world: World
     assert resp.status == 422
 
     assert await events(client, world) == before
+
+
+async def test_since_beyond_the_newest_event_answers_the_real_newest_id(
+    client: TestClient, world: World
+) -> None:
+    student = await world.user("student")
+    teacher = await world.user("teacher")
+    await world.enroll(student, teacher)
+    newest = (await events(client, world))["last_event_id"]
+    assert newest > 0
+    body = await events(client, world, since=newest + 1000)
+    assert body == {"events": [], "last_event_id": newest}

@@ -192,6 +192,7 @@ async def test_a_pachca_account_belongs_to_one_user(client: TestClient, world: W
         {"role": "student", "name": "X\x00"},
         {"role": "student", "name": "X", "tutor_id": "t" * 65},
         {"role": "parent", "name": "X", "children": ["a\x00"]},
+        {"role": "parent", "name": "X", "children": ["c" * 65]},
         {"role": "student", "name": "X", "email": 1},
         {"role": "parent", "name": "X", "children": "kid"},
         {"role": "parent", "name": "X", "children": [1, 2]},
@@ -214,6 +215,7 @@ async def test_a_pachca_account_belongs_to_one_user(client: TestClient, world: W
         "nul_in_name",
         "long_tutor_id",
         "nul_in_children",
+        "long_child_id",
         "int_email",
         "string_children",
         "int_children",
@@ -254,6 +256,55 @@ async def test_a_tutor_id_naming_no_tutor_is_422(
     )
     await expect_error(resp, 422, "unknown_user")
     await expect_error(await get_user(client, world, user_id), 404, "not_found")
+
+
+@pytest.mark.parametrize("kind", ["missing", "teacher"])
+async def test_children_naming_no_known_student_are_422(
+    client: TestClient, world: World, kind: str
+) -> None:
+    student = await world.user("student")
+    other = unique("ghost") if kind == "missing" else await world.user(kind)
+    parent = unique("parent")
+    resp = await client.put(
+        f"/api/v1/users/{parent}",
+        json={"role": "parent", "name": "P", "children": [student, other]},
+        headers=world.service,
+    )
+    body = await expect_error(resp, 422, "unknown_user")
+    assert other in body["error"]["message"]
+    await expect_error(await get_user(client, world, parent), 404, "not_found")
+
+
+@pytest.mark.parametrize("role", ["teacher", "tutor"])
+async def test_a_partner_who_still_has_chats_keeps_the_role(
+    client: TestClient, world: World, role: str
+) -> None:
+    partner = await world.user(role, name="Pat")
+    if role == "tutor":
+        student = await world.user("student", tutor_id=partner)
+        enrolled = await world.enroll(student, await world.user("teacher"))
+        chat = enrolled.tutor_chat
+    else:
+        enrolled = await world.enroll(await world.user("student"), partner)
+        chat = enrolled.subject_chat
+    assert chat is not None
+    before = await all_events(client, world)
+    resp = await client.put(
+        f"/api/v1/users/{partner}", json={"role": "student", "name": "Pat"}, headers=world.service
+    )
+    body = await expect_error(resp, 409, "conflict")
+    assert str(chat["id"]) in body["error"]["message"]
+    assert enrolled.enrollment_id in body["error"]["message"]
+    assert (await (await get_user(client, world, partner)).json())["user"]["role"] == role
+    assert await all_events(client, world) == before
+    # The same PUT with the same role still works (a rename, say); and once the enrollment
+    # is gone the role may change.
+    assert (await world.put_user(partner, role=role, name="Pat P."))["name"] == "Pat P."
+    resp = await client.delete(
+        f"/api/v1/enrollments/{enrolled.enrollment_id}", headers=world.service
+    )
+    assert resp.status == 204
+    assert (await world.put_user(partner, role="student", name="Pat"))["role"] == "student"
 
 
 @pytest.mark.parametrize("bad_id", ["u" * 65, "a%00b"], ids=["too_long", "nul"])

@@ -345,3 +345,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        rawhttp.request_bytes("GET", "/api/v1/chats/" + "x" * 20_000, []),
+        rawhttp.request_bytes("GET", "/healthz", [("X-Big", b"y" * 20_000)]),
+        rawhttp.request_bytes("GET", "/healthz", [(f"X-H{i}", b"z") for i in range(200)]),
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\nBroken header line\r\n\r\n",
+    ],
+    ids=["long_request_line", "long_header", "too_many_headers", "malformed_header"],
+)
+async def test_what_the_http_parser_refuses_gets_the_json_error_body(
+    database: Database, serving_config: Config, request_head: bytes
+) -> None:
+    async with running(database, serving_config) as service:
+        resp = await rawhttp.send("127.0.0.1", service.port, request_head)
+    assert 400 <= resp.status < 500
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert isinstance(body, dict) and set(body) == {"error"}
+    assert body["error"]["code"] == "invalid_request"
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    for echoed in (b"xxxxxxxx", b"yyyyyyyy", b"Broken"):
+        assert echoed not in resp.body  # the input is not echoed back

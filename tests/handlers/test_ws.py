@@ -472,6 +472,9 @@ async def test_typing_reaches_the_other_side_only(cluster: Cluster, school: Clas
         ('{"type": "typing", "chat_id": true}', "invalid_request"),
         ("[1, 2]", "invalid_request"),
         (b"\x00binary", "invalid_request"),
+        # Unknown fields are refused, as REST bodies refuse them.
+        ('{"type": "ping", "extra": 1}', "invalid_request"),
+        ('{"type": "typing", "chat_id": 1, "user_id": "someone-else"}', "invalid_request"),
         ("OTHER_CHAT", "forbidden"),
         ('{"type": "typing", "chat_id": 999999999}', "forbidden"),
     ],
@@ -580,7 +583,14 @@ async def test_since_before_retained_history_gets_reset(
 
     again = await cluster.connect(school.student, since=old["event_id"])
     assert await again.frame() == {"type": "reset"}
-    assert (await again.frame())["type"] == "ready"
+    ready = await again.frame()
+    assert ready["type"] == "ready"
+    # The log is empty now, but its newest id is not forgotten: a client resuming from 0
+    # (or any id before it) is told to reset, and `ready` names the real newest id.
+    assert ready["last_event_id"] >= old["event_id"] + 1
+    from_zero = await cluster.connect(school.student, since=0)
+    assert await from_zero.frame() == {"type": "reset"}
+    assert (await from_zero.frame())["last_event_id"] == ready["last_event_id"]
 
 
 async def test_since_ahead_of_the_log_gets_reset(cluster: Cluster, school: Class):

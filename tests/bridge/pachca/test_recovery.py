@@ -191,7 +191,11 @@ async def test_cli_recover_webhooks(tmp_path: Path, fake_pachca: FakePachca) -> 
     fake_pachca.add_webhook_event(
         message_event(entity_type="user", entity_id=BOT_USER_ID, user_id=777, content="/help")
     )
-    # The CLI runs its own event loop: off this one, which serves the fake.
+    # The CLI runs its own event loop: off this one, which serves the fake. Only `serve`
+    # and `migrate` create the database.
+    assert await asyncio.to_thread(main, ["recover-webhooks", "--config", str(path)]) == 1
+    assert not (tmp_path / "cli.db").exists()
+    assert await asyncio.to_thread(main, ["migrate", "--config", str(path)]) == 0
     assert await asyncio.to_thread(main, ["recover-webhooks", "--config", str(path)]) == 0
     assert fake_pachca.webhook_events == []
     db = Database(db_url)
