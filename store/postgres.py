@@ -144,7 +144,9 @@ class PostgresPool:
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
-    async def _acquire(self) -> asyncpg.Connection:
+    async def _acquire(self) -> tuple[asyncpg.Pool, asyncpg.Connection]:
+        """A connection and the pool to give it back to: ``close`` may swap the pool out
+        meanwhile, and a connection not given back to its own pool holds that pool's close."""
         try:
             if self._pool is None:
                 async with self._lock:
@@ -159,30 +161,30 @@ class PostgresPool:
                             reset=_roll_back_leftovers,
                             **self._connect_args,
                         )
-            return await self._pool.acquire()
+            pool = self._pool
+            return pool, await pool.acquire()
         except DRIVER_ERRORS as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc
 
-    async def _release(self, conn: asyncpg.Connection) -> None:
-        assert self._pool is not None
+    async def _release(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
         # On an error asyncpg has dropped the connection; the pool opens another when needed.
         with contextlib.suppress(*DRIVER_ERRORS):
-            await self._pool.release(conn)
+            await pool.release(conn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
-        conn = await self._acquire()
+        pool, conn = await self._acquire()
         try:
             tx = PgTx(self.dialect, self.hooks, conn)
             yield tx
         finally:
-            await self._release(conn)
+            await self._release(pool, conn)
         if tx.signals:
             self._committed(tx.signals)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
-        conn = await self._acquire()
+        pool, conn = await self._acquire()
         try:
             tx = PgTx(self.dialect, self.hooks, conn)
             transaction = conn.transaction()
@@ -202,7 +204,7 @@ class PostgresPool:
             except DRIVER_ERRORS as exc:
                 raise store_error(exc) from exc
         finally:
-            await self._release(conn)
+            await self._release(pool, conn)
         if tx.signals:
             self._committed(tx.signals)
 

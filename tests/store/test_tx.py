@@ -411,3 +411,29 @@ async def test_every_statement_sent_is_seen_by_the_hook(db: Database) -> None:
     # BEGIN, SAVEPOINT or COMMIT.
     assert len(seen) == (4 if db.is_sqlite else 5), seen
     assert not any(s.split()[0].upper() in ("BEGIN", "COMMIT", "SAVEPOINT") for s in seen)
+
+
+@pytest.mark.parametrize("kind", ["read", "write"])
+async def test_closing_while_a_connection_is_in_use_does_not_hang(db: Database, kind: str) -> None:
+    # A shutdown (or a test's teardown) closes the database while a request still holds a
+    # connection. PostgreSQL: the request gives it back to the pool it came from and the close
+    # ends. SQLite: its one writer is closed under a write in flight, which fails (rolled back).
+    holding, go_on = asyncio.Event(), asyncio.Event()
+
+    async def request() -> None:
+        async with db.read() if kind == "read" else db.write() as tx:
+            await tx.value(select(func.count()).select_from(Chat))
+            holding.set()
+            await go_on.wait()
+
+    task = asyncio.create_task(request())
+    await holding.wait()
+    closing = asyncio.create_task(db.dispose())
+    await asyncio.sleep(0.05)
+    go_on.set()
+    if kind == "write" and db.dialect.name == "sqlite":
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(task, 10)
+    else:
+        await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(closing, 10)
