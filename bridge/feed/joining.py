@@ -6,8 +6,9 @@ buffered events after ``H``. The buffer holds at most ``feed.send_queue_size`` e
 more arrive during a long replay (a client far behind, posts still coming), the hub lets the
 buffer go and the joiner keeps reading the log from ``H`` to the new head, as many rounds as it
 takes, arming a fresh buffer before each head read. So catching up is bounded by the log, not by
-the live queue, and a client that reads at all eventually goes live. A ``since`` ahead of the log, or before what the log still holds,
-gets ``reset`` instead of a replay: the client refetches over REST.
+the live queue, and a client that reads faster than events arrive goes live. A ``since`` ahead
+of the log, or before what the log still holds, gets ``reset`` instead of a replay: the client
+refetches over REST.
 """
 
 from __future__ import annotations
