@@ -64,7 +64,7 @@ class Joining:
             if conn.buffer is None:
                 conn.buffer = []  # armed again before the head is read: no gap
             async with self._rt.db.read() as db:
-                newest = await event_log.last_id(db)
+                newest = await event_log.visible_head(db)
                 chat_ids = await forum.visible_chat_ids(db, flt) if flt.chat_types else []
             # Whatever the sequencer has delivered went out before the buffer was armed.
             newest = max(newest, hub.sequencer.last or 0)
@@ -88,6 +88,7 @@ class Joining:
         while not reset and cursor < newest and not conn.closing:
             page = await history.replay(
                 cursor,
+                through=newest,
                 chat_ids=None if conn.sees_all else chat_ids,
                 user_id=conn.user.id,
                 limit=REPLAY_PAGE,
