@@ -14,12 +14,12 @@ from pathlib import Path
 
 import structlog
 
-from bridge.auth import Claims, Principal, Tokens, load_generated_secret, principal_for
+from bridge.auth import Claims, Principal, Principals, Tokens, load_generated_secret
 from bridge.config import Config, LiveConfig
 from bridge.feed.history import History
 from bridge.feed.hub import Hub
 from bridge.feed.redis import RedisFeed
-from bridge.feed.transport import Feed, MemoryFeed
+from bridge.feed.transport import USER_CHANGED, USER_UPDATED, Control, Feed, MemoryFeed
 from bridge.forum.chats import ChatReader
 from bridge.forum.enrollments import Enrollments
 from bridge.forum.messages import MessageWriter
@@ -60,6 +60,7 @@ class Services:
     relay: Relay
     outbox_admin: OutboxAdmin
     reactions: Reactions
+    principals: Principals  # known users, cached briefly (bridge/auth.py)
     # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
     # ``build`` and before ``start``.
     worker: OutboxWorker
@@ -86,6 +87,8 @@ class Services:
         hub = Hub(rt, metrics, queue_size=config.feed.send_queue_size, history=history)
         hub.attach(rt.feed)
         worker = OutboxWorker(rt, metrics)
+        principals = Principals(database, rt.tokens)
+        forget_changed_users(rt.feed, principals)
         return cls(
             rt=rt,
             metrics=metrics,
@@ -101,6 +104,7 @@ class Services:
             worker=worker,
             maintenance=Maintenance(rt, metrics),
             watcher=watcher,
+            principals=principals,
         )
 
     # --- what handlers ask ------------------------------------------------------------------
@@ -112,7 +116,7 @@ class Services:
 
     async def authenticate(self, token: str) -> tuple[Principal, Claims]:
         """The known user a web-client token names, or Unauthorized."""
-        return await principal_for(self.rt.db, self.rt.tokens, token)
+        return await self.principals.authenticate(token)
 
     def is_service_token(self, token: str) -> bool:
         return self.rt.tokens.is_service_token(token)
@@ -161,3 +165,15 @@ class Services:
             await self.watcher.stop()
         await self.rt.feed.stop()
         await self.rt.db.dispose()
+
+
+def forget_changed_users(feed: Feed, principals: Principals) -> None:
+    """Cached users go when they change on any instance, and all of them when the feed may
+    have lost control messages."""
+
+    def heard(control: Control, remote: bool) -> None:
+        if control.kind in (USER_CHANGED, USER_UPDATED) and control.user_id is not None:
+            principals.forget(control.user_id)
+
+    feed.subscribe_control(heard)
+    feed.on_resync(principals.clear)
