@@ -46,6 +46,7 @@ class Run:
     instances: int
     sent_at: dict[str, tuple[float, int]] = field(default_factory=dict)  # tag -> (time, via)
     received: dict[tuple[int, str], int] = field(default_factory=dict)  # (socket, tag) -> times
+    copies: dict[tuple[int, int], int] = field(default_factory=dict)  # (socket, message id)
     latencies: list[float] = field(default_factory=list)
     cross: list[float] = field(default_factory=list)  # delivered on the other instance
     posts_via: list[int] = field(default_factory=lambda: [0, 0])
@@ -66,6 +67,10 @@ async def read(ws: aiohttp.ClientWebSocketResponse, sock: int, on: int, run: Run
         sent = run.sent_at.get(tag)
         if sent is None:
             continue  # warm-up
+        # The same message twice on one socket is a duplicate; two messages with one tag (a
+        # POST the HTTP client sent again) are not the feed's doing, and counted apart.
+        copy = (sock, frame["message"]["id"])
+        run.copies[copy] = run.copies.get(copy, 0) + 1
         key = (sock, tag)
         run.received[key] = run.received.get(key, 0) + 1
         if run.received[key] == 1:
@@ -136,7 +141,8 @@ async def measure(
         await socks.close()
     posted = sum(run.posts_via)
     lost = expected - len(run.received)
-    duplicated = sum(times - 1 for times in run.received.values())
+    duplicated = sum(times - 1 for times in run.copies.values())
+    reposted = sum(times - 1 for times in run.received.values()) - duplicated
     return {
         "run": run,
         "posted": posted,
@@ -144,6 +150,7 @@ async def measure(
         "cpu": cpu,
         "lost": lost,
         "duplicated": duplicated,
+        "reposted": reposted,
         "expected": expected,
     }
 
@@ -174,6 +181,8 @@ def report(title: str, r: dict[str, Any]) -> float:
         )
     print(f"deliveries                  {len(run.received):10d}  of {r['expected']} expected")
     print(f"lost / duplicated           {r['lost']:10d} / {r['duplicated']}")
+    if r["reposted"]:
+        print(f"  POSTs stored twice        {r['reposted'] // 2:10d}  (sent again by the client)")
     print(f"sockets closed by a server  {run.closed:10d}")
     return rate
 

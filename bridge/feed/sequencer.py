@@ -198,8 +198,9 @@ class Sequencer:
             # Settled so far: the whole target, unless the page was cut short by its size.
             bound = target if not full else page[-1].id
             ready = sorted(i for i in self._held if self.last < i <= bound)
-            # Ids up to the bound that the log lacks were rolled back: skipped for good.
-            self.last = bound
+            # Ids up to the bound that the log lacks were rolled back: skipped for good. (Live
+            # events may have been delivered past it while the log was read.)
+            self.last = max(self.last, bound)
             if ready:
                 self._deliver([self._held.pop(i) for i in ready])
             if not full:
