@@ -21,6 +21,7 @@ from store import events as log
 from store import migrate
 from store.db import Database
 from store.models import EventAudience
+from tests.eventually import log_settled
 from tests.world import World
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,6 +80,8 @@ async def test_replay_merges_chats_and_audience_in_id_order(db: Database) -> Non
 async def test_gap_fill_reads_audiences_back_exactly(db: Database) -> None:
     plain = await append(db, 1, None)
     addressed = await append(db, 2, ODD)
+
+    await log_settled(db)
     events = await load_events(db, 0, None)
     assert [(e.id, e.audience) for e in events] == [(plain, None), (addressed, ODD)]
 

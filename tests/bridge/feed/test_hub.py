@@ -18,7 +18,7 @@ from bridge.feed.hub import Hub
 from handlers.keys import SERVICES
 from handlers.ws import CLOSE_CODES
 from store import events as event_log
-from tests.eventually import eventually
+from tests.eventually import eventually, log_settled
 from tests.world import World
 
 
@@ -177,6 +177,7 @@ async def test_a_client_far_behind_catches_up_while_posts_keep_coming(
 async def first_event_of(client: TestClient, message_id: int) -> int:
     """The id of the event that created ``message_id``."""
     rt = client.server.app[SERVICES].rt
+    await log_settled(rt.db)
     async with rt.db.read() as conn:
         rows = await event_log.after(conn, 0, limit=10_000)
     return next(

@@ -12,7 +12,7 @@ from bridge.feed.events import EventLog, FeedEvent
 from bridge.feed.sequencer import Sequencer, load_events
 from store import migrate
 from store.db import Database
-from tests.eventually import eventually
+from tests.eventually import eventually, log_settled
 from tests.world import World
 
 
@@ -119,6 +119,7 @@ async def test_chat_events_read_back_carry_the_chat(world: World, database: Data
     student = await world.user("student")
     teacher = await world.user("teacher")
     chat_id = (await world.enroll(student, teacher)).subject_chat["id"]
+    await log_settled(database)
     events = await load_events(database, 0, None)
     created = [e for e in events if e.type == "chat.created"]
     assert [e.chat_id for e in created] == [chat_id]
