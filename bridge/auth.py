@@ -153,13 +153,54 @@ async def load_generated_secret(db: Database) -> str:
         )
 
 
-async def principal_for(db: Database, tokens: Tokens, token: str) -> tuple[Principal, Claims]:
-    claims = tokens.verify(token)
-    async with db.read() as tx:  # every authenticated request: one statement
-        row = await user_store.get_user(tx, claims.user_id)
-    if row is None:
-        raise Unauthorized("unknown user")
-    return Principal(row["id"], row["role"], row["name"]), claims
+async def _load_principal(db: Database, user_id: str) -> Principal | None:
+    async with db.read() as tx:  # one statement
+        row = await user_store.get_user(tx, user_id)
+    return Principal(row["id"], row["role"], row["name"]) if row is not None else None
+
+
+class Principals:
+    """Known users as requests see them (id, role, name), kept for a few seconds, so that an
+    authenticated request does not read the users table each time.
+
+    A change of a user's role or name is told to every instance (``forget``, from the feed's
+    control messages, bridge/forum/users.py), and a feed that lost messages clears everything
+    (``clear``). Control messages are at-most-once, so entries also expire after ``ttl_s``:
+    the longest a change can go unseen on another instance. Unknown users are never kept."""
+
+    MAX_ENTRIES = 50_000
+
+    def __init__(self, db: Database, tokens: Tokens, ttl_s: float = 5.0):
+        self._db = db
+        self._tokens = tokens
+        self.ttl_s = ttl_s
+        self._kept: dict[str, tuple[Principal, float]] = {}
+        self._generation = 0  # moves on every forget/clear: a read that spans one is not kept
+
+    async def authenticate(self, token: str) -> tuple[Principal, Claims]:
+        """The known user a web-client token names, or Unauthorized."""
+        claims = self._tokens.verify(token)
+        now = time.monotonic()
+        kept = self._kept.get(claims.user_id)
+        if kept is not None and kept[1] > now:
+            return kept[0], claims
+        generation = self._generation
+        principal = await _load_principal(self._db, claims.user_id)
+        if principal is None:
+            raise Unauthorized("unknown user")
+        if generation == self._generation:
+            if len(self._kept) >= self.MAX_ENTRIES:
+                self._kept.clear()
+            self._kept[claims.user_id] = (principal, now + self.ttl_s)
+        return principal, claims
+
+    def forget(self, user_id: str) -> None:
+        self._generation += 1
+        self._kept.pop(user_id, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._kept.clear()
 
 
 def bearer(header: str | None) -> str | None:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import structlog
 
-from bridge.auth import Claims, Principal, Tokens, load_generated_secret, principal_for
+from bridge.auth import Claims, Principal, Principals, Tokens, load_generated_secret
 from bridge.config import Config, LiveConfig
 from bridge.errors import StartupFailed
 from bridge.feed.history import History
 from bridge.feed.hub import Hub
 from bridge.feed.redis import RedisFeed
-from bridge.feed.transport import Feed, MemoryFeed
+from bridge.feed.transport import USER_CHANGED, USER_UPDATED, Control, Feed, MemoryFeed
 from bridge.forum.chats import ChatReader
 from bridge.forum.enrollments import Enrollments
 from bridge.forum.files import Files
@@ -66,6 +66,7 @@ class Services:
     reactions: Reactions
     waiting: WaitingList
     files: Files
+    principals: Principals  # known users, cached briefly (bridge/auth.py)
     # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
     # ``build`` and before ``start``.
     worker: OutboxWorker
@@ -94,6 +95,8 @@ class Services:
         hub = Hub(rt, metrics, queue_size=config.feed.send_queue_size, history=history)
         hub.attach(rt.feed)
         worker = OutboxWorker(rt, metrics)
+        principals = Principals(database, rt.tokens)
+        forget_changed_users(rt.feed, principals)
         return cls(
             rt=rt,
             metrics=metrics,
@@ -112,6 +115,7 @@ class Services:
             maintenance=Maintenance(rt, metrics),
             reminders=Reminders(rt, metrics),
             watcher=watcher,
+            principals=principals,
         )
 
     # --- what handlers ask ------------------------------------------------------------------
@@ -123,7 +127,7 @@ class Services:
 
     async def authenticate(self, token: str) -> tuple[Principal, Claims]:
         """The known user a web-client token names, or Unauthorized."""
-        return await principal_for(self.rt.db, self.rt.tokens, token)
+        return await self.principals.authenticate(token)
 
     def is_service_token(self, token: str) -> bool:
         return self.rt.tokens.is_service_token(token)
@@ -190,3 +194,15 @@ def describe_failure(exc: BaseException) -> str:
         exc = exc.__cause__
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def forget_changed_users(feed: Feed, principals: Principals) -> None:
+    """Cached users go when they change on any instance, and all of them when the feed may
+    have lost control messages."""
+
+    def heard(control: Control, remote: bool) -> None:
+        if control.kind in (USER_CHANGED, USER_UPDATED) and control.user_id is not None:
+            principals.forget(control.user_id)
+
+    feed.subscribe_control(heard)
+    feed.on_resync(principals.clear)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal_column, select, text
+from sqlalchemy import BigInteger, Text, bindparam, cast, delete, func, literal_column, select, text
 
 from store.models import Event, EventAudience
 from store.tx import Row, Tx, prepared
@@ -20,11 +20,41 @@ from store.users import get_setting, set_setting
 events = Event.__table__
 audiences = EventAudience.__table__
 
-# Serialises event appends on PostgreSQL, so that event ids commit in id order (see append).
-EVENT_LOG_LOCK = 0x70616368  # "pach"
-_LOCK = prepared(text("SELECT pg_advisory_xact_lock(:key)"))
-_INSERT = prepared(events.insert().returning(events.c.id))
+
+def _insert(dialect: str) -> Any:
+    columns = ["chat_id", "type", "payload", "created_at"]
+    if dialect != "postgresql":
+        return events.insert().returning(events.c.id)
+    # The transaction takes its id (a CTE, materialized first) before the event takes its own
+    # from the sequence: see ``append``.
+    own = (
+        select(cast(cast(func.pg_current_xact_id(), Text), BigInteger).label("xid"))
+        .cte("own")
+        .prefix_with("MATERIALIZED")
+    )
+    values = [bindparam(c, type_=events.c[c].type) for c in columns]
+    return (
+        events.insert()
+        .from_select([*columns, "txid"], select(*values, own.c.xid))
+        .returning(events.c.id)
+    )
+
+
+_INSERT = prepared(_insert)
 _INSERT_AUDIENCE = prepared(audiences.insert())
+
+# Sent with the COMMIT of a transaction that appended events, in its round trip
+# (store/postgres.py): the rows are written once more, by a subtransaction, whose id - a fresh
+# one, handed out after the events took their ids - becomes the rows' xmin (see ``append``).
+_SETTLE = (
+    "SAVEPOINT event_horizon; UPDATE events SET txid = txid WHERE id = ANY('{%s}'::bigint[]);"
+    " RELEASE event_horizon"
+)
+
+
+def settle_statement(event_ids: list[int]) -> str:
+    """The statements that settle ``event_ids`` (ints only: nothing to quote)."""
+    return _SETTLE % ",".join(str(int(i)) for i in event_ids)
 
 
 async def append(
@@ -38,17 +68,28 @@ async def append(
 ) -> int:
     """Append one event and its explicit audience (None: whoever may see the chat); its id.
 
-    Call it last in the transaction. On PostgreSQL it first takes the event-log lock, held
-    until the transaction ends: sequence values are handed out before commit, so two
-    transactions could commit ids 10 and 11 in the order 11, 10, and a feed reader that
-    replayed up to 11 would miss 10. Holding the lock from the insert to the commit makes id
-    order commit order. SQLite has a single writer and needs nothing.
+    On PostgreSQL writers do not wait for each other, and sequence values are handed out
+    before commit: two transactions may commit ids 10 and 11 in the order 11, 10, and a reader
+    that took 11 at once would never see 10. So readers take an event only once every
+    transaction that had a transaction id when the event took its own id has ended
+    (``visible_head``):
+
+    - each writer takes its transaction id before its event id (the insert's CTE), and the
+      event row keeps it (``txid``);
+    - at commit, in the COMMIT's round trip, a subtransaction writes the event rows again: the
+      rows' ``xmin`` becomes that subtransaction's id, handed out after the event ids were
+      taken, so greater than the transaction id of anyone holding a smaller event id;
+    - a reader takes events up to the newest whose ``xmin`` is below
+      ``pg_snapshot_xmin(pg_current_snapshot())``, the oldest transaction still running:
+      every smaller id has then committed or rolled back for good.
+
+    SQLite has a single writer: ids commit in order, and none of this is needed.
     """
-    if tx.dialect.name == "postgresql":
-        await tx.run(_LOCK, {"key": EVENT_LOG_LOCK})
     event_id: int = await tx.value(
         _INSERT, {"chat_id": chat_id, "type": type, "payload": payload, "created_at": created_at}
     )
+    if tx.dialect.name == "postgresql":
+        tx.appended_event(event_id)
     if audience:
         await tx.run(
             _INSERT_AUDIENCE,
@@ -57,16 +98,53 @@ async def append(
     return event_id
 
 
-_AFTER = prepared(
+# Whether the row version's xmin (a 32-bit transaction id) comes before the oldest running
+# transaction (a 64-bit one): compared modulo 2^32, as PostgreSQL compares transaction ids.
+_SETTLED = text(
+    "((pg_snapshot_xmin(pg_current_snapshot())::text::bigint - settled.xmin::text::bigint)"
+    " % 4294967296 + 4294967296) % 4294967296 BETWEEN 1 AND 2147483647"
+)
+
+
+def _visible_head(dialect: str) -> Any:
+    """The newest event id readers may take (a scalar expression): on PostgreSQL the newest
+    whose row is settled (see ``append``), walking back from the newest event past the few
+    still settling; the newest event on SQLite."""
+    if dialect != "postgresql":
+        return select(func.coalesce(func.max(events.c.id), 0)).scalar_subquery()
+    settled = events.alias("settled")
+    newest_settled = (
+        select(settled.c.id)
+        .where(_SETTLED)
+        .order_by(settled.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(newest_settled, 0)
+
+
+def _after(dialect: str) -> Any:
+    query = select(events).where(events.c.id > bindparam("since"))
+    if dialect == "postgresql":
+        query = query.where(events.c.id <= _visible_head(dialect))
+    return query.order_by(events.c.id).limit(bindparam("limit"))
+
+
+_AFTER = prepared(_after)
+_BETWEEN = prepared(
     select(events)
-    .where(events.c.id > bindparam("since"))
+    .where(events.c.id > bindparam("since"), events.c.id <= bindparam("through"))
     .order_by(events.c.id)
     .limit(bindparam("limit"))
 )
 
 
-async def after(tx: Tx, since: int, *, limit: int) -> list[Row]:
-    """Every event after ``since``, in id order (the platform backend, admins, gap fills)."""
+async def after(tx: Tx, since: int, *, limit: int, through: int | None = None) -> list[Row]:
+    """Every event after ``since`` that readers may take, in id order (the platform backend,
+    admins, gap fills); with ``through``, up to that id (a head read before: every event up
+    to it may be taken)."""
+    if through is not None:
+        return await tx.rows(_BETWEEN, {"since": since, "through": through, "limit": limit})
     return await tx.rows(_AFTER, {"since": since, "limit": limit})
 
 
@@ -89,6 +167,7 @@ def _chat_events(dialect: str) -> Any:
         .where(
             events.c.chat_id.in_(bindparam("chat_ids", expanding=True)),
             events.c.id > bindparam("since"),
+            events.c.id <= bindparam("through"),
         )
         .order_by(_by_id_not_by_key(dialect))
         .limit(bindparam("limit"))
@@ -100,25 +179,35 @@ _CHAT_EVENTS = prepared(_chat_events)
 _ADDRESSED = prepared(
     select(events)
     .join(audiences, audiences.c.event_id == events.c.id)
-    .where(audiences.c.user_id == bindparam("user_id"), audiences.c.event_id > bindparam("since"))
+    .where(
+        audiences.c.user_id == bindparam("user_id"),
+        audiences.c.event_id > bindparam("since"),
+        audiences.c.event_id <= bindparam("through"),
+    )
     .order_by(audiences.c.event_id)
     .limit(bindparam("limit"))
 )
 
 
 async def for_viewer(
-    tx: Tx, since: int, *, limit: int, chat_ids: list[int], user_id: str
+    tx: Tx, since: int, *, through: int, limit: int, chat_ids: list[int], user_id: str
 ) -> list[Row]:
-    """The first ``limit`` events after ``since`` for one viewer, in id order: those of
-    ``chat_ids`` (the viewer's chats) and those addressed to ``user_id``.
+    """The first ``limit`` events in ``(since, through]`` for one viewer, in id order: those
+    of ``chat_ids`` (the viewer's chats) and those addressed to ``user_id``. ``through`` is a
+    head read before (``visible_head``): both queries stop at the same event.
 
     Two queries, each on its own index ((chat_id, id) and (user_id, event_id)), merged here:
     one query with OR could use neither and read the log from ``since`` on."""
     found: dict[int, Row] = {}
     if chat_ids:
-        rows = await tx.rows(_CHAT_EVENTS, {"chat_ids": chat_ids, "since": since, "limit": limit})
+        rows = await tx.rows(
+            _CHAT_EVENTS,
+            {"chat_ids": chat_ids, "since": since, "through": through, "limit": limit},
+        )
         found.update((r["id"], r) for r in rows)
-    rows = await tx.rows(_ADDRESSED, {"user_id": user_id, "since": since, "limit": limit})
+    rows = await tx.rows(
+        _ADDRESSED, {"user_id": user_id, "since": since, "through": through, "limit": limit}
+    )
     found.update((r["id"], r) for r in rows)
     return [found[i] for i in sorted(found)[:limit]]
 
@@ -139,13 +228,15 @@ async def audiences_between(tx: Tx, after: int, through: int) -> dict[int, froze
     return {event_id: frozenset(users) for event_id, users in found.items()}
 
 
-_LAST_ID = prepared(select(func.coalesce(func.max(events.c.id), 0)))
+_HEAD = prepared(lambda dialect: select(_visible_head(dialect)))
 
 
-async def last_id(tx: Tx) -> int:
-    """The newest event id ever appended, even when pruning has emptied the log: ids are
-    never reused, so that one is remembered as how far pruning went."""
-    newest: int = await tx.value(_LAST_ID)
+async def visible_head(tx: Tx) -> int:
+    """The newest event id readers may take: every event up to it has committed or rolled back
+    for good, so one taken later never has a smaller id (see ``append``). When pruning has
+    emptied the log, the newest id it removed: ids are never reused, so a client's ``since``
+    stays comparable (0 for a log that never held an event)."""
+    newest: int = await tx.value(_HEAD)
     return newest or await pruned_through(tx)
 
 

@@ -257,6 +257,9 @@ class Event(Base):
     # The frame without event_id, serialised once at write time.
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    # PostgreSQL: the id of the transaction that wrote the event (xid8 as a number). Readers
+    # go by the row's xmin, not this (store/events.py ``append``). Null on SQLite.
+    txid: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class EventAudience(Base):

@@ -1,9 +1,10 @@
 """The outbox table: jobs for Pachca, written in the same transaction as their cause.
 
 A job is ``pending`` until it is ``done`` or ``dead``. A worker *leases* a pending job by setting
-``lease_until``; until then no one else takes it, and if the worker dies the lease simply runs
-out. ``attempts`` counts the times a job was started (a claim), so a job that crashes its worker
-every time still reaches the dead-letter limit.
+``lease_until``; until then no one else takes it. The lease is short and the worker renews it
+while the job runs (``renew``), so if the worker dies the lease runs out within seconds and
+another instance takes the job. ``attempts`` counts the times a job was started (a claim), so
+a job that crashes its worker every time still reaches the dead-letter limit.
 """
 
 from __future__ import annotations
@@ -258,6 +259,25 @@ async def claim(tx: Tx, *, now: datetime, lease_until: datetime, limit: int) -> 
     rows = await tx.rows(_CLAIM, params)
     rows.sort(key=lambda r: r["id"])
     return rows
+
+
+_RENEW = prepared(
+    update(outbox)
+    .where(
+        outbox.c.id == bindparam("job_id"),
+        outbox.c.status == PENDING,
+        outbox.c.lease_until == bindparam("held", type_=outbox.c.lease_until.type),
+    )
+    .values(lease_until=bindparam("until", type_=outbox.c.lease_until.type))
+)
+
+
+async def renew(tx: Tx, job_id: int, *, held: datetime, until: datetime) -> bool:
+    """Extend a lease its worker still holds (``held``: the ``lease_until`` it was given) to
+    ``until``; False when the lease is no longer its own - it ran out and another worker took
+    the job, or the job is no longer pending."""
+    changed = await tx.run(_RENEW, {"job_id": job_id, "held": held, "until": until})
+    return changed > 0
 
 
 # The values given besides ``job_id`` are the columns set, on a job still pending.

@@ -24,6 +24,7 @@ import asyncpg
 from sqlalchemy.engine import URL, Dialect
 
 from store.errors import Conflict, DatabaseUnavailable, StoreError
+from store.events import settle_statement
 from store.tx import Params, Row, Statement, StatementHook, Tx, first_set
 
 # Everything asyncpg raises for a statement or a connection (DataError is an InterfaceError).
@@ -184,12 +185,13 @@ class PostgresPool:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
+        # BEGIN and COMMIT are sent as plain statements (not asyncpg's Transaction), so that a
+        # transaction that appended events settles them in its COMMIT's round trip.
         pool, conn = await self._acquire()
         try:
             tx = PgTx(self.dialect, self.hooks, conn)
-            transaction = conn.transaction()
             try:
-                await transaction.start()
+                await conn.execute("BEGIN")
             except DRIVER_ERRORS as exc:
                 raise store_error(exc) from exc
             try:
@@ -197,11 +199,16 @@ class PostgresPool:
             except BaseException:
                 # On an error the connection broke: asyncpg drops it when it is given back.
                 with contextlib.suppress(*DRIVER_ERRORS):
-                    await transaction.rollback()
+                    await conn.execute("ROLLBACK")
                 raise
+            commit = "COMMIT"
+            if tx.event_ids:
+                commit = f"{settle_statement(tx.event_ids)}; COMMIT"
             try:
-                await transaction.commit()
+                await conn.execute(commit)
             except DRIVER_ERRORS as exc:
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await conn.execute("ROLLBACK")  # a failed settle leaves the block open
                 raise store_error(exc) from exc
         finally:
             await self._release(pool, conn)

@@ -209,12 +209,13 @@ class Tx:
     """A turn on a database connection: in a transaction (``db.write()``) or not
     (``db.read()``). Every store function takes one."""
 
-    __slots__ = ("_hooks", "dialect", "signals")
+    __slots__ = ("_hooks", "dialect", "event_ids", "signals")
 
     def __init__(self, dialect: Dialect, hooks: list[StatementHook]):
         self.dialect = dialect
         self._hooks = hooks
         self.signals: set[str] | None = None
+        self.event_ids: list[int] | None = None  # PostgreSQL: events appended, settled at commit
 
     async def rows(self, stmt: Statement, params: Params | None = None) -> list[Row]:
         """Every row of a statement that returns rows."""
@@ -233,6 +234,12 @@ class Tx:
         """Run a statement for its effect; the rows it changed. ``params`` may be a list of
         parameter sets, run as one batch (then: the number of sets)."""
         raise NotImplementedError
+
+    def appended_event(self, event_id: int) -> None:
+        """PostgreSQL: the commit settles this event (store/events.py ``append``)."""
+        if self.event_ids is None:
+            self.event_ids = []
+        self.event_ids.append(event_id)
 
     def signal(self, name: str) -> None:
         """Tell the subscribers of ``name`` once this transaction has committed."""

@@ -31,3 +31,20 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last!r}")
         await asyncio.sleep(every)
+
+
+async def log_settled(db: Any) -> None:
+    """Wait until readers of the event log may take every committed event. On PostgreSQL they
+    stop below any transaction still running on the server (store/events.py) - another test's,
+    in another schema, included - so a test that reads the log right after writing waits for
+    that first; on SQLite the log is always settled."""
+    from sqlalchemy import func, select
+
+    from store import events as event_log
+
+    async def settled() -> bool:
+        async with db.read() as tx:
+            newest = await tx.value(select(func.coalesce(func.max(event_log.events.c.id), 0)))
+            return bool(await event_log.visible_head(tx) >= newest)
+
+    await eventually(settled, what="the event log to settle")

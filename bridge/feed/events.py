@@ -129,8 +129,8 @@ class EventLog:
         audience: Iterable[str] | None = None,
         chat: ChatMeta | None = None,
     ) -> FeedEvent:
-        """Append one event, serialised once. Call it last in the transaction: on PostgreSQL
-        the append takes the event-log lock, held until commit (store/events.py)."""
+        """Append one event, serialised once (store/events.py ``append``: on PostgreSQL
+        readers take it once every transaction that came before it has ended)."""
         payload = encode(type, chat_id, body)
         audience_set = frozenset(audience) if audience is not None else None
         event_id = await event_log.append(

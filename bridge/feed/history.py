@@ -18,24 +18,24 @@ class History:
             rows = await event_log.after(conn, since, limit=limit)
             # Nothing after `since`: the log's own newest id, also when `since` is ahead of
             # it (a client from another history, as the feed treats it).
-            last = rows[-1]["id"] if rows else await event_log.last_id(conn)
+            last = rows[-1]["id"] if rows else await event_log.visible_head(conn)
         frames = [frame_from_log(r["id"], r["payload"]) for r in rows]
         return b'{"events":[%s],"last_event_id":%d}' % (b",".join(frames), last)
 
     async def replay(
-        self, since: int, *, chat_ids: list[int] | None, user_id: str, limit: int
+        self, since: int, *, through: int, chat_ids: list[int] | None, user_id: str, limit: int
     ) -> list[FeedEvent] | None:
-        """Events after ``since`` for these chats and addressed to ``user_id`` (or all, for
-        ``chat_ids=None``), or None when history after ``since`` has been pruned (the client
-        must reset)."""
+        """Events ``(since, through]`` for these chats and addressed to ``user_id`` (or all,
+        for ``chat_ids=None``), or None when history after ``since`` has been pruned (the
+        client must reset). ``through``: a head readers may take (``visible_head``)."""
         async with self.rt.db.read() as conn:
             if since < await event_log.pruned_through(conn):
                 return None
             if chat_ids is None:
-                rows = await event_log.after(conn, since, limit=limit)
+                rows = await event_log.after(conn, since, limit=limit, through=through)
             else:
                 rows = await event_log.for_viewer(
-                    conn, since, limit=limit, chat_ids=chat_ids, user_id=user_id
+                    conn, since, through=through, limit=limit, chat_ids=chat_ids, user_id=user_id
                 )
         # Replayed events go straight to the socket: their audience is not needed.
         return [event_from_log(r) for r in rows]

@@ -283,9 +283,11 @@ class Hub:
                 buffer = conn.buffer
                 if buffer is None or conn.closing:
                     continue
-                buffer.append(event)
-                if len(buffer) > self.queue_size:
-                    self.drop(conn, CloseReason.TOO_SLOW, "fell behind while joining")
+                if len(buffer) >= self.queue_size:
+                    # Let the buffer go: the joiner reads these from the log instead.
+                    conn.buffer = None
+                else:
+                    buffer.append(event)
             if event.chat is None and event.audience is None and event.type != ev.CHAT_DELETED:
                 # The hot path (messages, read marks): the chat's subscribers and whoever
                 # sees every chat.

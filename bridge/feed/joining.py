@@ -2,8 +2,13 @@
 
 The connection buffers live events from the moment it registers with the hub, then reads the
 log head ``H`` and its chats, replays ``(since, H]``, sends ``ready``, and goes live with the
-buffered events after ``H``. A ``since`` ahead of the log, or before what the log still holds,
-gets ``reset`` instead of a replay: the client refetches over REST.
+buffered events after ``H``. The buffer holds at most ``feed.send_queue_size`` events: when
+more arrive during a long replay (a client far behind, posts still coming), the hub lets the
+buffer go and the joiner keeps reading the log from ``H`` to the new head, as many rounds as it
+takes, arming a fresh buffer before each head read. So catching up is bounded by the log, not by
+the live queue, and a client that reads faster than events arrive goes live. A ``since`` ahead
+of the log, or before what the log still holds, gets ``reset`` instead of a replay: the client
+refetches over REST.
 """
 
 from __future__ import annotations
@@ -54,15 +59,28 @@ class Joining:
                 return
 
         flt = chat_filter(conn.user)
-        async with self._rt.db.read() as db:
-            newest = await event_log.last_id(db)
-            chat_ids = await forum.visible_chat_ids(db, flt) if flt.chat_types else []
-        if since is not None:
-            await self._replay(conn, since, newest, chat_ids)
-        if not conn.closing:
-            self._go_live(conn, newest, chat_ids)
+        cursor = since
+        while True:
+            if conn.buffer is None:
+                conn.buffer = []  # armed again before the head is read: no gap
+            async with self._rt.db.read() as db:
+                newest = await event_log.visible_head(db)
+                chat_ids = await forum.visible_chat_ids(db, flt) if flt.chat_types else []
+            # Whatever the sequencer has delivered went out before the buffer was armed.
+            newest = max(newest, hub.sequencer.last or 0)
+            if cursor is not None:
+                cursor = await self._replay(conn, cursor, newest, chat_ids)
+            if conn.closing:
+                return
+            if conn.buffer is not None:
+                break
+            # Live events passed the send-queue size while the replay went out: the buffer was
+            # let go, and the log, read from where the replay stopped, takes its place.
+        self._go_live(conn, newest, chat_ids)
 
-    async def _replay(self, conn: Conn, since: int, newest: int, chat_ids: list[int]) -> None:
+    async def _replay(self, conn: Conn, since: int, newest: int, chat_ids: list[int]) -> int | None:
+        """Send the events ``(since, newest]`` straight to the socket; where the next replay
+        starts (``newest``), or None after a ``reset`` (nothing more to replay)."""
         # A `since` ahead of the log belongs to some other history: start afresh.
         reset = since > newest
         cursor = since
@@ -70,6 +88,7 @@ class Joining:
         while not reset and cursor < newest and not conn.closing:
             page = await history.replay(
                 cursor,
+                through=newest,
                 chat_ids=None if conn.sees_all else chat_ids,
                 user_id=conn.user.id,
                 limit=REPLAY_PAGE,
@@ -79,14 +98,17 @@ class Joining:
                 break
             for event in page:
                 if event.id > newest or conn.closing:
-                    return
+                    return newest
                 # Straight to the socket, waiting on it: a long replay is paced by the client.
                 await conn.transmit(event.frame)
             if len(page) < REPLAY_PAGE:
                 break
             cursor = page[-1].id
-        if reset and not conn.closing:
-            await conn.transmit(RESET_FRAME)
+        if reset:
+            if not conn.closing:
+                await conn.transmit(RESET_FRAME)
+            return None
+        return newest
 
     def _go_live(self, conn: Conn, newest: int, chat_ids: list[int]) -> None:
         # Synchronous from here to the end: no event can slip in between.

@@ -7,9 +7,10 @@ message, a process that died between commit and publish). A client that saw even
 strictly in id order: an event that arrives ahead of a missing id is held back briefly; if the
 missing one does not turn up, the gap is filled from the event log, the record of truth.
 
-Ids commit in id order (the event-log lock on PostgreSQL, the single writer on SQLite), so once
-id N is committed every smaller id is committed or rolled back for good: reading the log up to
-N settles the gap.
+Reading the log up to the head readers may take (``store.events.visible_head``: on SQLite the
+newest event, its single writer commits ids in order; on PostgreSQL the newest event no running
+transaction can still precede) settles the gap: an id missing below it was rolled back. An
+event held above that head waits, and the log is read again shortly, until the head passes it.
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ Deliver = Callable[[list[FeedEvent]], None]
 async def load_events(
     db: Database, after: int, through: int | None, limit: int = FILL_PAGE
 ) -> list[FeedEvent]:
-    """Events ``(after, through]`` from the log, with the chat metadata live events carry,
+    """Events ``(after, through]`` from the log (``through=None``: up to the head readers may
+    take), with the chat metadata live events carry,
     so chat events read back re-decide visibility like live ones (from the chat as it is now;
     a chat deleted since has none and reaches only its current subscribers)."""
     async with db.read() as conn:
-        rows = await event_log.after(conn, after, limit=limit)
-        if through is not None:
-            rows = [r for r in rows if r["id"] <= through]
+        rows = await event_log.after(conn, after, limit=limit, through=through)
         if not rows:
             return []
         metas = await _chat_metas(
@@ -72,8 +72,9 @@ async def _chat_metas(conn: Tx, chat_ids: set[int]) -> dict[int, ChatMeta]:
 
 
 async def head(db: Database) -> int:
+    """The newest event readers may take: everything up to it is settled for good."""
     async with db.read() as conn:
-        return await event_log.last_id(conn)
+        return await event_log.visible_head(conn)
 
 
 class Sequencer:
@@ -181,22 +182,26 @@ class Sequencer:
     async def _fill(self) -> None:
         assert self.last is not None
         catch_up, self._catch_up = self._catch_up, False
-        # A held event is committed, so every id below it is settled: read the log up to it.
-        target = None if catch_up else max(self._held, default=self.last)
-        while target is None or self.last < target:
+        # Read the log up to the newest held event, or (catching up) to its end - but no
+        # further than the head readers may take: past it, a transaction still running may
+        # hold a smaller id (store/events.py). Events held above the head wait for the next
+        # fill, which comes shortly (_fill_done).
+        newest = await head(self._db)
+        wanted = None if catch_up else max(self._held, default=self.last)
+        target = newest if wanted is None else min(wanted, newest)
+        while self.last < target:
             page = await load_events(self._db, self.last, target)
             for event in page:
                 # A live copy carries the publisher's own metadata: prefer it.
                 self._held.setdefault(event.id, event)
             full = len(page) == FILL_PAGE
-            # Settled so far: the whole target, unless the page was cut short by its size
-            # (or there is no target), in which case up to what was read.
-            settled = target if target is not None and not full else None
-            bound = settled if settled is not None else (page[-1].id if page else self.last)
+            # Settled so far: the whole target, unless the page was cut short by its size.
+            bound = target if not full else page[-1].id
             ready = sorted(i for i in self._held if self.last < i <= bound)
+            # Ids up to the bound that the log lacks were rolled back: skipped for good. (Live
+            # events may have been delivered past it while the log was read.)
+            self.last = max(self.last, bound)
             if ready:
-                # Ids between them that the log lacks were rolled back: skipped for good.
-                self.last = ready[-1]
                 self._deliver([self._held.pop(i) for i in ready])
             if not full:
                 break

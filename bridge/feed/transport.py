@@ -32,6 +32,7 @@ class Typing:
 TypingSubscriber = Callable[[Typing], None]
 
 USER_CHANGED = "user"
+USER_UPDATED = "user.updated"  # its name changed: cached copies go (sockets stay open)
 AUTH_CHANGED = "auth"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bridge import policy
 from bridge.errors import Conflict, InvalidRequest, NotFound, UnknownUser
-from bridge.feed.transport import USER_CHANGED, Control
+from bridge.feed.transport import USER_CHANGED, USER_UPDATED, Control
 from bridge.forum import link_codes, views
 from bridge.forum.enrollments import sync_chats
 from bridge.forum.inputs import UserIn
@@ -59,6 +59,9 @@ class Users:
         if before is not None and before["role"] != row["role"]:
             # Open sockets were opened for the old role: every instance closes them (4401).
             self.rt.feed.publish_control(Control(USER_CHANGED, user_id))
+        elif before is not None and before["name"] != row["name"]:
+            # Every instance drops its cached copy of the user (bridge/auth.py Principals).
+            self.rt.feed.publish_control(Control(USER_UPDATED, user_id))
         return views.user_obj(row)
 
     async def get(self, user_id: str) -> dict[str, Any]:

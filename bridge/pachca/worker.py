@@ -12,7 +12,9 @@ instances can share the table), runs them concurrently across lanes, and records
   ``pachca.max_attempts`` runs end in ``dead`` (kept, visible, retryable by an admin);
 - permanent - a 4xx that repeating cannot fix: dead at once.
 
-A worker that dies leaves a lease that runs out (``lease_until``); then anyone takes the job.
+A job's lease (``lease_until``) is short (``OutboxTuning.lease_s``, 5 s) and renewed while the
+job runs, however long its Pachca calls take; a worker that dies leaves a lease that runs out
+within seconds, and then any instance takes the job.
 It wakes when a commit enqueued a job (the database's ``OUTBOX_DUE`` commit signal, so the
 request path does no extra work) and otherwise polls. With Pachca disabled or without a token
 it sends nothing: it notes the reason on the waiting jobs and logs it once.
@@ -25,7 +27,7 @@ import contextlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -59,7 +61,9 @@ class OutboxTuning:
     postpone_s: float = 30.0  # a job that cannot run yet looks again after this
     waiting_poll_s: float = 5.0  # how often a disabled worker looks at the config
     max_pacing_wait_s: float = 2.0  # longer rate-limit waits give the job back to the queue
-    lease_s: float | None = None  # None: derived from pachca.request_timeout_s
+    # A claimed job's lease, renewed every third of it while the job runs: a worker that dies
+    # (kill -9, a lost machine) holds its jobs - and their chats, which go in order - this long.
+    lease_s: float = 5.0
     stop_grace_s: float = 5.0  # on shutdown, jobs in flight get this long to finish
     rand: Callable[[], float] = field(default=random.random, compare=False)
 
@@ -68,10 +72,9 @@ class OutboxTuning:
         delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** max(attempts - 1, 0))
         return delay * (1.0 - self.jitter * self.rand())
 
-    def lease_for(self, request_timeout_s: float) -> float:
+    def time_limit(self, request_timeout_s: float) -> float:
+        """How long one run of a job may take before it counts as failed."""
         # An open_thread makes three calls, each waiting at most a pacing slot and a timeout.
-        if self.lease_s is not None:
-            return self.lease_s
         return 3 * (request_timeout_s + self.max_pacing_wait_s) + 30.0
 
 
@@ -194,12 +197,14 @@ class OutboxWorker:
         if free <= 0:
             return False
         now = utcnow()
-        lease_until = now + timedelta(seconds=self.tuning.lease_for(live.pachca.request_timeout_s))
+        lease_until = now + timedelta(seconds=self.tuning.lease_s)
         async with self.rt.db.write() as conn:
             rows = await store.claim(conn, now=now, lease_until=lease_until, limit=free)
         for row in rows:
             job = job_of(row)
-            task = asyncio.create_task(self._run(job, client), name=f"outbox-job-{job.id}")
+            task = asyncio.create_task(
+                self._run(job, client, row["lease_until"]), name=f"outbox-job-{job.id}"
+            )
             self._inflight[job.id] = task
             task.add_done_callback(lambda _t, job_id=job.id: self._finished(job_id))
         return False
@@ -216,12 +221,42 @@ class OutboxWorker:
 
     # --- one job -------------------------------------------------------------------------------
 
-    async def _run(self, job: Job, client: PachcaClient) -> None:
-        lease_s = self.tuning.lease_for(self.rt.live.current.pachca.request_timeout_s)
+    async def _run(self, job: Job, client: PachcaClient, lease_until: datetime) -> None:
+        this = asyncio.current_task()
+        assert this is not None
+        keeper = asyncio.create_task(self._keep_lease(job, this, lease_until))
+        try:
+            await self._attempt(job, client)
+        finally:
+            keeper.cancel()
+
+    async def _keep_lease(self, job: Job, run: asyncio.Task[None], held: datetime) -> None:
+        """Renew the job's lease while it runs. A lease lost (it ran out while the database was
+        out of reach, and another worker may have the job now) stops the run: two workers must
+        not deliver the same job."""
+        every = self.tuning.lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            until = utcnow() + timedelta(seconds=self.tuning.lease_s)
+            try:
+                async with self.rt.db.write() as conn:
+                    kept = await store.renew(conn, job.id, held=held, until=until)
+            except Exception as exc:
+                if utcnow() < held:
+                    log.warning("could not renew an outbox lease", job_id=job.id, error=repr(exc))
+                    continue
+                kept = False
+            if not kept:
+                log.warning("outbox lease lost; the run stops", job_id=job.id, kind=job.kind)
+                run.cancel()
+                return
+            held = until
+
+    async def _attempt(self, job: Job, client: PachcaClient) -> None:
+        time_limit = self.tuning.time_limit(self.rt.live.current.pachca.request_timeout_s)
         try:
             try:
-                # Never outlive the lease: past it another worker may take the job.
-                async with asyncio.timeout(lease_s * 0.8):
+                async with asyncio.timeout(time_limit):
                     result = await self.deliveries.run(job, client)
             except TimeoutError:
                 await self._failed(job, "the job took longer than its lease allows")

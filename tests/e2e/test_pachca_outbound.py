@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -530,6 +532,67 @@ async def test_jobs_of_a_worker_that_died_run_after_its_lease_runs_out(
     row = await chat_row(database, chat["id"])
     assert thread_contents(fake_pachca, row["pachca_thread_chat_id"]) == ["hello"]
     assert fake_pachca.violations == []
+
+
+def die(client: TestClient) -> None:
+    """What kill -9 leaves of an instance's outbox worker: its jobs stop mid-request, and nothing
+    gives their leases back or renews them any more."""
+    worker = client.server.app[SERVICES].worker
+    worker._stopped.set()
+    if worker._task is not None:
+        worker._task.cancel()
+        worker._task = None
+    for task in worker._inflight.values():
+        task.cancel()
+    worker._inflight.clear()
+
+
+async def test_another_instance_takes_over_a_dead_workers_chat_within_seconds(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    # Two instances on one database; the thread call of the chat's first job hangs, and the
+    # instance running it dies. Its lease is short and was only renewed while it lived, so the
+    # other instance runs the chat's jobs a few seconds later, not a minute.
+    fake_pachca.hang_next(1, seconds=60, path="/messages/*/thread")
+    first, world = await start(request_timeout_s=30)
+    second, _ = await start(request_timeout_s=30)
+    student, _, chat = await enrolled_pair(world, pachca_user_id=TEACHER_PACHCA_ID)
+    for n in range(3):
+        await world.post(student, chat["id"], f"m{n}")
+    await eventually(lambda: fake_pachca.requests_to("POST", "/messages/*/thread"), what="hang")
+    running = [c for c in (first, second) if c.server.app[SERVICES].worker._inflight]
+    assert len(running) == 1
+    loop = asyncio.get_running_loop()
+    died_at = loop.time()
+    die(running[0])
+
+    await eventually(lambda: all_done(database), what="jobs done", within=30)
+    assert loop.time() - died_at < 10
+    row = await chat_row(database, chat["id"])
+    assert thread_contents(fake_pachca, row["pachca_thread_chat_id"]) == ["m0", "m1", "m2"]
+    assert fake_pachca.violations == []
+
+
+async def test_a_job_outlasting_its_lease_keeps_it_while_it_runs(
+    start: AppFactory, fake_pachca: FakePachca, database: Database
+) -> None:
+    # The thread call takes three leases' time; the worker renews the lease meanwhile, so the
+    # other instance never takes the job over and the thread opens once.
+    gate = fake_pachca.hold_next(1, path="/messages/*/thread")
+    short_lease = dataclasses.replace(FAST, lease_s=0.3)
+    _, world = await start(short_lease, request_timeout_s=30)
+    await start(short_lease, request_timeout_s=30)
+    student, _, chat = await enrolled_pair(world, pachca_user_id=TEACHER_PACHCA_ID)
+    await world.post(student, chat["id"], "hello")
+    await eventually(lambda: fake_pachca.requests_to("POST", "/messages/*/thread"), what="held")
+    await asyncio.sleep(1.0)  # three leases
+    gate.set()
+    await eventually(lambda: all_done(database), what="jobs done")
+    assert len(fake_pachca.requests_to("POST", "/messages/*/thread")) == 1
+    roots = fake_pachca.chat_messages(CHANNEL)
+    assert len(roots) == 1
+    row = await chat_row(database, chat["id"])
+    assert thread_contents(fake_pachca, row["pachca_thread_chat_id"]) == ["hello"]
 
 
 # --- degraded modes ----------------------------------------------------------------------------

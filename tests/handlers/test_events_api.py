@@ -8,11 +8,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from handlers.keys import SERVICES
 from tests.contract import expect_error
+from tests.eventually import log_settled
 from tests.world import World, unique
 
 
 async def events(client: TestClient, world: World, **params: Any) -> dict[str, Any]:
+    await log_settled(client.server.app[SERVICES].rt.db)
     resp = await client.get(
         "/api/v1/events", params={k: str(v) for k, v in params.items()}, headers=world.service
     )

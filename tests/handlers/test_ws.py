@@ -694,3 +694,25 @@ def test_text_frame_headers():
     assert text_frame_header(126) == b"\x81\x7e\x00\x7e"
     assert text_frame_header(65535) == b"\x81\x7e\xff\xff"
     assert text_frame_header(65536) == b"\x81\x7f" + (65536).to_bytes(8, "big")
+
+
+# --- users cached per instance ---------------------------------------------------------------
+
+
+async def test_a_renamed_user_is_seen_at_once_on_every_instance(cluster: Cluster, school: Class):
+    # Each instance keeps the users requests name for a while; a change made through any
+    # instance reaches every instance's copy (through the feed), not only after it expires.
+    world = cluster.world
+    for instance in range(len(cluster.clients)):
+        cluster.app(instance)[SERVICES].principals.ttl_s = 3600
+    posting = World(cluster.clients[0], service_token=SERVICE_TOKEN)  # REST on instance 0
+    first = await posting.post(school.teacher, school.subject_chat, "before")
+    assert first["sender"]["name"] == "Pavel"
+
+    await world.put_user(school.teacher, role="teacher", name="Pavel Petrov")  # the last instance
+
+    async def renamed() -> bool:
+        message = await posting.post(school.teacher, school.subject_chat, "after")
+        return message["sender"]["name"] == "Pavel Petrov"
+
+    await eventually(renamed, what="the new name on instance 0", within=WAIT_S)

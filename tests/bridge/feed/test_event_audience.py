@@ -21,6 +21,7 @@ from store import events as log
 from store import migrate
 from store.db import Database
 from store.models import EventAudience
+from tests.eventually import log_settled
 from tests.world import World
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -42,7 +43,9 @@ async def append(db: Database, chat_id: int, audience: frozenset[str] | None) ->
 
 async def viewer_ids(db: Database, user_id: str, chat_ids: list[int] | None = None) -> list[int]:
     async with db.read() as conn:
-        rows = await log.for_viewer(conn, 0, limit=100, chat_ids=chat_ids or [], user_id=user_id)
+        rows = await log.for_viewer(
+            conn, 0, through=10**9, limit=100, chat_ids=chat_ids or [], user_id=user_id
+        )
     return [r["id"] for r in rows]
 
 
@@ -64,8 +67,12 @@ async def test_replay_merges_chats_and_audience_in_id_order(db: Database) -> Non
     ]
     assert await viewer_ids(db, "me", [1]) == [ids[0], ids[1], ids[3]]
     async with db.read() as conn:
-        first_two = await log.for_viewer(conn, 0, limit=2, chat_ids=[1], user_id="me")
-        after = await log.for_viewer(conn, ids[1], limit=2, chat_ids=[1], user_id="me")
+        first_two = await log.for_viewer(
+            conn, 0, through=10**9, limit=2, chat_ids=[1], user_id="me"
+        )
+        after = await log.for_viewer(
+            conn, ids[1], through=10**9, limit=2, chat_ids=[1], user_id="me"
+        )
     assert [r["id"] for r in first_two] == ids[:2]
     assert [r["id"] for r in after] == [ids[3]]
 
@@ -73,6 +80,8 @@ async def test_replay_merges_chats_and_audience_in_id_order(db: Database) -> Non
 async def test_gap_fill_reads_audiences_back_exactly(db: Database) -> None:
     plain = await append(db, 1, None)
     addressed = await append(db, 2, ODD)
+
+    await log_settled(db)
     events = await load_events(db, 0, None)
     assert [(e.id, e.audience) for e in events] == [(plain, None), (addressed, ODD)]
 
@@ -98,7 +107,9 @@ async def test_a_replay_page_is_two_indexed_queries(client: TestClient, world: W
 
     stop = rt.db.on_statement(capture)
     try:
-        page = await History(rt).replay(0, chat_ids=[chat_id], user_id=student, limit=500)
+        page = await History(rt).replay(
+            0, through=10**9, chat_ids=[chat_id], user_id=student, limit=500
+        )
     finally:
         stop()
     assert page is not None and [e.type for e in page][-1] == "message.created"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ from bridge.feed.events import EventLog, FeedEvent
 from bridge.feed.sequencer import Sequencer, load_events
 from store import migrate
 from store.db import Database
-from tests.eventually import eventually
+from tests.eventually import eventually, log_settled
 from tests.world import World
 
 
@@ -118,9 +119,39 @@ async def test_chat_events_read_back_carry_the_chat(world: World, database: Data
     student = await world.user("student")
     teacher = await world.user("teacher")
     chat_id = (await world.enroll(student, teacher)).subject_chat["id"]
+    await log_settled(database)
     events = await load_events(database, 0, None)
     created = [e for e in events if e.type == "chat.created"]
     assert [e.chat_id for e in created] == [chat_id]
     assert created[0].chat is not None
     assert created[0].chat.type == "forum_subject"
     assert created[0].chat.participants == {student, teacher}
+
+
+async def test_events_delivered_while_a_fill_reads_the_log_are_not_delivered_again(
+    db: Database, seq, monkeypatch
+):
+    sequencer, got = seq
+    e1, e2, e3, e4, e5, e6 = await append(db, 6)
+    gate = asyncio.Event()
+    reading = asyncio.Event()
+    load = load_events
+
+    async def slow_load(*args, **kwargs):
+        reading.set()
+        await gate.wait()  # a slow read of the log
+        return await load(*args, **kwargs)
+
+    monkeypatch.setattr("bridge.feed.sequencer.load_events", slow_load)
+    sequencer.push([e1])
+    sequencer.push([e3])  # 2 missing: a fill starts, and reads slowly
+    await reading.wait()
+    sequencer.push([e2])  # meanwhile 2 turns up live, and 4 and 5 follow
+    sequencer.push([e4])
+    sequencer.push([e5])
+    assert got.ids == [1, 2, 3, 4, 5]
+    gate.set()
+    await eventually(lambda: sequencer._filling is None, what="the fill to end")
+    sequencer.push([e6])
+    await got.wait_for(6)
+    assert got.ids == [1, 2, 3, 4, 5, 6]
