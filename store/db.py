@@ -151,9 +151,16 @@ def keep_private(database: str) -> None:
     """
     if not database or database == ":memory:" or database.startswith("file:"):
         return  # in memory, or a URI whose options are the caller's business
-    with contextlib.suppress(FileExistsError, FileNotFoundError):
-        # FileNotFoundError: no such folder; SQLite's own error says so next.
+    try:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        # Said here, before any driver tries: aiosqlite's thread, failing to open it, may
+        # answer a loop that the failure has already closed (a stray traceback at exit).
+        raise FileNotFoundError(
+            f"unable to open database file: no folder {os.path.dirname(database) or '.'}"
+        ) from None
     for path in (database + suffix for suffix in SQLITE_SIDE_FILES):
         try:
             mode = stat.S_IMODE(os.stat(path).st_mode)

@@ -88,8 +88,8 @@ class _Link:
 
     def get(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._opening(self.path)
             try:
+                self._opening(self.path)  # OSError: no such folder
                 # Autocommit mode: transactions are the BEGIN ... COMMIT written here, nothing
                 # implicit. check_same_thread off: dispose() may close it from elsewhere.
                 conn = sqlite3.connect(
@@ -99,7 +99,7 @@ class _Link:
                     cached_statements=STATEMENT_CACHE,
                 )
                 pragmas(conn)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 raise DatabaseUnavailable(type(exc).__name__) from exc
             self._conn = conn
             self.broken = False
