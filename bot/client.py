@@ -404,30 +404,7 @@ class PachcaClient:
         self, request: httpx.Request, method: str, path: str, within_s: float
     ) -> httpx.Response:
         """Send a prepared request (the file client's); a 2xx answer, else a PachcaError."""
-        try:
-            async with asyncio.timeout(within_s):
-                response = await self._files.send(request, stream=True)
-                try:
-                    content = await read_capped(response, MAX_RESPONSE_BYTES)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise PachcaTimeout("timed out (the whole call)", method=method, path=path) from None
-        except (zlib.error, UnreadableBody):
-            raise PachcaBadResponse(
-                "a body in an encoding that cannot be read",
-                transient=True,
-                method=method,
-                path=path,
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise PachcaTimeout(
-                f"timed out ({type(exc).__name__})", method=method, path=path
-            ) from None
-        except httpx.RequestError as exc:
-            raise PachcaConnectionError(
-                f"connection failed ({type(exc).__name__})", method=method, path=path
-            ) from None
+        response, content = await self._answer(self._files, request, method, path, within_s)
         if not response.is_success:
             raise self._error(response, content or b"", method, path)
         return response
@@ -445,11 +422,37 @@ class PachcaClient:
         # exclude_none: optional fields we do not set must be absent, not null, for the spec.
         payload = body.model_dump(exclude_none=True) if body is not None else None
         request = self._http.build_request(method, path, json=payload, params=params)
+        response, content = await self._answer(
+            self._http, request, method, path, self._timeout, max_body_bytes
+        )
+        if response.is_success:
+            if content is None:
+                raise PachcaResponseTooLarge(
+                    f"HTTP {response.status_code} with a body over {max_body_bytes} bytes",
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                )
+            return response, content
+        # An oversized error body is dropped: the status still says what happened.
+        raise self._error(response, content or b"", method, path)
+
+    async def _answer(
+        self,
+        http: httpx.AsyncClient,
+        request: httpx.Request,
+        method: str,
+        path: str,
+        within_s: float,
+        max_body_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> tuple[httpx.Response, bytes | None]:
+        """Send ``request`` and read its body up to ``max_body_bytes`` (None past it); every
+        failure to get an answer becomes the PachcaError that says which."""
         try:
             # httpx times each read; this bounds the whole call, so a body that trickles in
             # a byte at a time cannot hold the caller either.
-            async with asyncio.timeout(self._timeout):
-                response = await self._http.send(request, stream=True)
+            async with asyncio.timeout(within_s):
+                response = await http.send(request, stream=True)
                 try:
                     content = await read_capped(response, max_body_bytes)
                 finally:
@@ -475,17 +478,7 @@ class PachcaClient:
                 method=method,
                 path=path,
             ) from None
-        if response.is_success:
-            if content is None:
-                raise PachcaResponseTooLarge(
-                    f"HTTP {response.status_code} with a body over {max_body_bytes} bytes",
-                    method=method,
-                    path=path,
-                    status=response.status_code,
-                )
-            return response, content
-        # An oversized error body is dropped: the status still says what happened.
-        raise self._error(response, content or b"", method, path)
+        return response, content
 
     def _error(
         self, response: httpx.Response, content: bytes, method: str, path: str

@@ -141,7 +141,8 @@ class ChannelsConfig(_Section):
     tutors: int | None = None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether a URL's host is this machine (a test double, a local proxy)."""
     if host == "localhost":
         return True
     try:
@@ -157,7 +158,7 @@ def _https_unless_loopback(url: str) -> str:
     host = (parts.hostname or "").lower()
     if not host:
         raise ValueError("must be an absolute URL with a host")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
         return url
     raise ValueError("must use https (plain http only for a loopback host)")
 

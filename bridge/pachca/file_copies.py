@@ -20,7 +20,6 @@ before creating it, and the column is unique.
 
 from __future__ import annotations
 
-import ipaddress
 import mimetypes
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -31,6 +30,7 @@ import structlog
 
 from bot.client import PachcaClient, PachcaError
 from bot.models import PachcaFile, PachcaMessage
+from bridge.config import is_loopback
 from bridge.feed import events as ev
 from bridge.forum import views
 from bridge.forum.chats import access_from_rows
@@ -75,14 +75,7 @@ def fetchable(url: str) -> bool:
     host = (parts.hostname or "").lower()
     if parts.scheme == "https" and host:
         return True
-    if parts.scheme != "http":
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme == "http" and is_loopback(host)
 
 
 def guess_type(file: PachcaFile) -> str:
