@@ -7,6 +7,8 @@ separators).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -229,6 +231,13 @@ async def audiences_between(tx: Tx, after: int, through: int) -> dict[int, froze
 
 
 _HEAD = prepared(lambda dialect: select(_visible_head(dialect)))
+_HEAD_AND_NEWEST = prepared(
+    lambda dialect: select(
+        _visible_head(dialect).label("head"),
+        select(func.coalesce(func.max(events.c.id), 0)).scalar_subquery().label("newest"),
+    )
+)
+SETTLE_POLL_S = 0.002
 
 
 async def visible_head(tx: Tx) -> int:
@@ -238,6 +247,22 @@ async def visible_head(tx: Tx) -> int:
     stays comparable (0 for a log that never held an event)."""
     newest: int = await tx.value(_HEAD)
     return newest or await pruned_through(tx)
+
+
+async def settled_head(tx: Tx, wait_s: float) -> int:
+    """``visible_head``, once the events committed before this call may be taken - waiting
+    up to ``wait_s`` for them (PostgreSQL: a transaction still running that began before they
+    took their ids holds them back, usually for milliseconds). So whoever writes and then reads
+    the log finds their own events, and a transaction held open elsewhere on the server delays
+    a read by ``wait_s`` at most (it then answers the older head)."""
+    row = await tx.first(_HEAD_AND_NEWEST)
+    assert row is not None
+    head, newest = row["head"], row["newest"]
+    deadline = time.monotonic() + wait_s
+    while head < newest and time.monotonic() < deadline:
+        await asyncio.sleep(SETTLE_POLL_S)
+        head = await tx.value(_HEAD)
+    return head or await pruned_through(tx)
 
 
 PRUNED_THROUGH = "events_pruned_through"

@@ -6,6 +6,9 @@ from bridge.feed.events import FeedEvent, event_from_log, frame_from_log
 from bridge.runtime import Runtime
 from store import events as event_log
 
+# How long GET /events waits for events already committed to become readable (PostgreSQL).
+SETTLE_WAIT_S = 0.25
+
 
 class History:
     def __init__(self, rt: Runtime):
@@ -13,12 +16,14 @@ class History:
 
     async def page(self, since: int, limit: int) -> bytes:
         """``{"events": [...], "last_event_id": N}`` as JSON bytes, built from the stored
-        frames without decoding them."""
+        frames without decoding them. Events committed before the request are in it (see
+        ``settled_head``)."""
         async with self.rt.db.read() as conn:
-            rows = await event_log.after(conn, since, limit=limit)
-            # Nothing after `since`: the log's own newest id, also when `since` is ahead of
-            # it (a client from another history, as the feed treats it).
-            last = rows[-1]["id"] if rows else await event_log.visible_head(conn)
+            head = await event_log.settled_head(conn, SETTLE_WAIT_S)
+            rows = await event_log.after(conn, since, limit=limit, through=head)
+        # Nothing after `since`: the log's own head, also when `since` is ahead of it (a
+        # client from another history, as the feed treats it).
+        last = rows[-1]["id"] if rows else head
         frames = [frame_from_log(r["id"], r["payload"]) for r in rows]
         return b'{"events":[%s],"last_event_id":%d}' % (b",".join(frames), last)
 

@@ -3,10 +3,12 @@ in order, in the WebSocket frames' shape, paged by `since` and `limit`."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import text
 
 from handlers.keys import SERVICES
 from tests.contract import expect_error
@@ -275,3 +277,35 @@ async def test_since_beyond_the_newest_event_answers_the_real_newest_id(
     assert newest > 0
     body = await events(client, world, since=newest + 1000)
     assert body == {"events": [], "last_event_id": newest}
+
+
+async def test_a_write_then_a_read_finds_the_event_while_another_transaction_runs(
+    client: TestClient, world: World
+) -> None:
+    # PostgreSQL: an event is readable once every transaction that began before it took its id
+    # has ended. One still running elsewhere on the server (another service, another test)
+    # briefly: the backend that just posted still finds its event, the read waits for it.
+    db = client.server.app[SERVICES].rt.db
+    if db.is_sqlite:
+        pytest.skip("SQLite has one writer: a committed event is readable at once")
+    student = await world.user("student")
+    enrolled = await world.enroll(student, await world.user("teacher"))
+    await log_settled(db)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def elsewhere() -> None:
+        async with db.write() as tx:
+            await tx.value(text("SELECT pg_current_xact_id()"))  # it has a transaction id
+            holding.set()
+            await release.wait()
+
+    other = asyncio.create_task(elsewhere())
+    await holding.wait()
+    posted = await world.post(student, enrolled.subject_chat["id"], "right after")
+    asyncio.get_running_loop().call_later(0.05, release.set)
+    resp = await client.get("/api/v1/events", params={"limit": "500"}, headers=world.service)
+    body = await resp.json()
+    await other
+    created = [e for e in body["events"] if e["type"] == "message.created"]
+    assert [e["message"]["id"] for e in created] == [posted["id"]]
+    assert body["last_event_id"] == created[0]["event_id"]
