@@ -22,8 +22,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.bridge.test_cli import free_port
 from tests.test_docs import repository_files
+
+pytestmark = pytest.mark.one_database
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_SCREEN_TIMEOUT_S = 600

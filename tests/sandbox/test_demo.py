@@ -25,6 +25,8 @@ from sandbox.demo import demo_config
 from sandbox.pachca import PachcaSandbox
 from tests.web.conftest import STEP_MS
 
+pytestmark = pytest.mark.one_database
+
 LINKS_S = 60.0
 EXIT_S = 30.0
 TEST_S = 150.0
