@@ -72,7 +72,17 @@ async def add_message(
     uploaded to this chat that no message holds yet; InvalidRequest otherwise, and the
     caller's transaction fails with it, so nothing is written."""
     chat_id = row["chat_id"]
-    message_id = await message_store.insert_message(tx, row)
+    starts_wait = waiting.starts_wait(sender_role)
+    message_id = await message_store.add(
+        tx,
+        row,
+        last_at=last_at,
+        starts_wait=starts_wait,
+        job=POST_MESSAGE if post_to_pachca else None,
+        now=now,
+    )
+    if not starts_wait:
+        await waiting.message_added(rt, tx, chat_id, sender_role, row["created_at"])
     attached: list[Any] = []
     if file_ids:
         found = await file_store.attach(
@@ -87,12 +97,6 @@ async def add_message(
                 "file_ids must name files you uploaded to this chat that no message holds yet"
             )
         attached = found
-    await forum.set_last_message(tx, chat_id, message_id, last_at)
-    await waiting.message_added(rt, tx, chat_id, message_id, sender_role, row["created_at"])
-    if post_to_pachca:
-        await outbox_store.enqueue(
-            tx, POST_MESSAGE, {"message_id": message_id}, chat_id=chat_id, now=now
-        )
     message = views.message_obj(
         {
             **_NEW_MESSAGE,
