@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,13 @@ def _insert(dialect: str) -> Any:
     columns = ["chat_id", "type", "payload", "created_at"]
     if dialect != "postgresql":
         return events.insert().returning(events.c.id)
+    return insert_from_select([bindparam(c, type_=events.c[c].type) for c in columns])
+
+
+def insert_from_select(values: list[Any]) -> Any:
+    """PostgreSQL: the event insert, its ``chat_id``, ``type``, ``payload`` and ``created_at``
+    given as SQL expressions (also for a statement that writes the event with the rows it
+    tells of: store/messages.py ``add``)."""
     # The transaction takes its id (a CTE, materialized first) before the event takes its own
     # from the sequence: see ``append``.
     own = (
@@ -34,10 +42,11 @@ def _insert(dialect: str) -> Any:
         .cte("own")
         .prefix_with("MATERIALIZED")
     )
-    values = [bindparam(c, type_=events.c[c].type) for c in columns]
     return (
         events.insert()
-        .from_select([*columns, "txid"], select(*values, own.c.xid))
+        .from_select(
+            ["chat_id", "type", "payload", "created_at", "txid"], select(*values, own.c.xid)
+        )
         .returning(events.c.id)
     )
 
@@ -57,6 +66,20 @@ _SETTLE = (
 def settle_statement(event_ids: list[int]) -> str:
     """The statements that settle ``event_ids`` (ints only: nothing to quote)."""
     return _SETTLE % ",".join(str(int(i)) for i in event_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class AboutNewRow:
+    """An event about a row not written yet, to be appended by the statement that writes it
+    (store/messages.py ``add``): its payload is ``head``, the row's id, then ``tail``."""
+
+    type: str
+    head: str
+    tail: str
+    created_at: datetime
+
+    def payload(self, row_id: int) -> str:
+        return f"{self.head}{row_id}{self.tail}"
 
 
 async def append(

@@ -115,6 +115,25 @@ def encode(type: str, chat_id: int, body: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": type, "chat_id": chat_id, **body})
 
 
+def message_created(chat_id: int, message: MessageObj, now: datetime) -> event_log.AboutNewRow:
+    """The ``message.created`` event of a message about to be written, for the statement that
+    writes it (store/messages.py ``add``): serialised once, its id 0 (``message`` has
+    ``id`` first), and split where the id goes, for that statement to splice the id in."""
+    payload = encode(MESSAGE_CREATED, chat_id, {"message": message})
+    head = b'{"type":"message.created","chat_id":%d,"message":{"id":' % chat_id
+    if message["id"] != 0 or not payload.startswith(head + b"0,"):
+        raise ValueError("a new message's event is serialised with id 0, first")
+    return event_log.AboutNewRow(
+        MESSAGE_CREATED, head.decode(), payload[len(head) + 1 :].decode(), now
+    )
+
+
+def appended(chat_id: int, about: event_log.AboutNewRow, row_id: int, event_id: int) -> FeedEvent:
+    """The event ``about`` once its row was written (``row_id``) and it was appended."""
+    frame = frame_from_log(event_id, about.payload(row_id))
+    return FeedEvent(event_id, chat_id, about.type, frame)
+
+
 class EventLog:
     """Appends events within a caller's transaction."""
 

@@ -72,40 +72,53 @@ async def add_message(
     uploaded to this chat that no message holds yet; InvalidRequest otherwise, and the
     caller's transaction fails with it, so nothing is written."""
     chat_id = row["chat_id"]
-    message_id = await message_store.insert_message(tx, row)
-    attached: list[Any] = []
-    if file_ids:
-        found = await file_store.attach(
-            tx,
-            file_ids,
-            uploader_id=uploader_id or row["sender_id"],
-            chat_id=chat_id,
-            message_id=message_id,
+    starts_wait = waiting.starts_wait(sender_role)
+
+    def message_obj(message_id: int, attached: list[Any]) -> views.MessageObj:
+        return views.message_obj(
+            {
+                **_NEW_MESSAGE,
+                **row,
+                "id": message_id,
+                "sender_name": sender_name,
+                "sender_role": sender_role,
+                "files": attached,
+            },
+            links=rt.file_links,
         )
-        if found is None:
-            raise InvalidRequest(
-                "file_ids must name files you uploaded to this chat that no message holds yet"
-            )
-        attached = found
-    await forum.set_last_message(tx, chat_id, message_id, last_at)
-    await waiting.message_added(rt, tx, chat_id, message_id, sender_role, row["created_at"])
-    if post_to_pachca:
-        await outbox_store.enqueue(
-            tx, POST_MESSAGE, {"message_id": message_id}, chat_id=chat_id, now=now
-        )
-    message = views.message_obj(
-        {
-            **_NEW_MESSAGE,
-            **row,
-            "id": message_id,
-            "sender_name": sender_name,
-            "sender_role": sender_role,
-            "files": attached,
-        },
-        links=rt.file_links,
+
+    # Without files the message object is known before the insert: the statement that
+    # writes the message appends its event too (one round trip on PostgreSQL).
+    unnumbered = None if file_ids else message_obj(0, [])
+    about = None if unnumbered is None else ev.message_created(chat_id, unnumbered, now)
+    message_id, event_id = await message_store.add(
+        tx,
+        row,
+        last_at=last_at,
+        starts_wait=starts_wait,
+        job=POST_MESSAGE if post_to_pachca else None,
+        now=now,
+        event=about,
     )
-    event = await rt.events.append(tx, ev.MESSAGE_CREATED, chat_id, {"message": message}, now)
-    return message, event
+    if not starts_wait:
+        await waiting.message_added(rt, tx, chat_id, sender_role, row["created_at"])
+    if unnumbered is not None and about is not None and event_id is not None:
+        message: dict[str, Any] = {**unnumbered, "id": message_id}
+        return message, ev.appended(chat_id, about, message_id, event_id)
+    attached = await file_store.attach(
+        tx,
+        file_ids,
+        uploader_id=uploader_id or row["sender_id"],
+        chat_id=chat_id,
+        message_id=message_id,
+    )
+    if attached is None:
+        raise InvalidRequest(
+            "file_ids must name files you uploaded to this chat that no message holds yet"
+        )
+    numbered = message_obj(message_id, attached)
+    event = await rt.events.append(tx, ev.MESSAGE_CREATED, chat_id, {"message": numbered}, now)
+    return dict(numbered), event
 
 
 # The columns a new message's row may leave out.

@@ -23,14 +23,16 @@ from store.tx import Row, Tx
 MAX_LIMIT = 500
 
 
-async def message_added(
-    rt: Runtime, tx: Tx, chat_id: int, message_id: int, sender_role: str, at: datetime
-) -> None:
-    """A new message of ``sender_role`` written at ``at``: a student's starts a wait (unless
-    one runs); a teacher's or tutor's ends it, and its answer time is observed."""
-    if sender_role == Role.STUDENT:
-        await waiting_store.start(tx, chat_id, message_id, at)
-    elif sender_role in PARTNER_ROLES:
+def starts_wait(sender_role: str) -> bool:
+    """Whether a new message of ``sender_role`` starts a wait (unless one runs): a student's.
+    The message writer starts it with the message itself (store/messages.py ``add``)."""
+    return sender_role == Role.STUDENT
+
+
+async def message_added(rt: Runtime, tx: Tx, chat_id: int, sender_role: str, at: datetime) -> None:
+    """A new message of ``sender_role`` that starts no wait, written at ``at``: a teacher's
+    or tutor's ends the wait, and its answer time is observed."""
+    if sender_role in PARTNER_ROLES:
         since = await waiting_store.end(tx, chat_id)
         if since is not None:
             rt.observe_answer(max(0.0, (at - since).total_seconds()))

@@ -13,9 +13,10 @@ from sqlalchemy import text
 
 from bot.signature import sign
 from bridge.config import parse_config
+from bridge.forum import waiting as forum_waiting
 from handlers.app import create_app
 from handlers.keys import SERVICES
-from store import events as event_store
+from store import waiting as waiting_store
 from store.db import Database
 from store.errors import DatabaseUnavailable
 from store.tx import prepared
@@ -272,15 +273,16 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
 async def test_database_failure_is_503_and_leaves_nothing_half_written(
     client: TestClient, world: World, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A plain reply whose event insert fails in the database (the driver's own error)."""
+    """A plain reply whose wait-ending fails in the database (the driver's own error)."""
     forum = await build_forum(world, database)
     before = await counts(database)
-    # The event insert fails after the delivery key and the message row were written.
-    broken = prepared(text("INSERT INTO no_such_table VALUES (1)"))
+    # The answer's end of the chat's wait fails after the delivery key, the message row and
+    # its event were written (on PostgreSQL by one statement).
+    broken = prepared(text("SELECT * FROM no_such_table"))
 
     body = forum.teacher_says("Must not be lost")
     with monkeypatch.context() as patch:
-        patch.setattr(event_store, "_INSERT", broken)
+        patch.setattr(waiting_store, "_STATE", broken)
         resp = await deliver(client, body)
     assert resp.status == 503
     assert resp.headers["Retry-After"]
@@ -297,15 +299,15 @@ async def test_database_failure_on_the_general_path_is_503_too(
     """An edit of a message never seen is relayed as new; the failure comes from a service."""
     forum = await build_forum(world, database)
     before = await counts(database)
-    rt = client.app[SERVICES].rt
 
-    async def broken_append(*_args: Any, **_kwargs: Any) -> Any:
-        # Fails after the delivery key and the message row were written in the transaction.
+    async def broken_answer(*_args: Any, **_kwargs: Any) -> Any:
+        # Fails after the delivery key, the message row and its event were written in the
+        # transaction.
         raise DatabaseUnavailable("ConnectionResetError")
 
     body = forum.teacher_says("Must not be lost", event="update")
     with monkeypatch.context() as patch:
-        patch.setattr(rt.events, "append", broken_append)
+        patch.setattr(forum_waiting, "message_added", broken_answer)
         resp = await deliver(client, body)
     assert resp.status == 503
     assert await counts(database) == before
