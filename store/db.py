@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import URL, make_url
 
+from store.batching import BatchedWrite, R, U
 from store.postgres import PostgresPool
 from store.sqlite import SqliteConnections
 from store.tx import StatementHook, Tx, dialect_for
@@ -77,6 +78,15 @@ class Database:
         rolled back if it raises. Never nest a read or write inside it: on SQLite the block
         holds the one connection."""
         return self._backend.write()
+
+    async def write_batched(self, kind: BatchedWrite[U, R], unit: U) -> R:
+        """Write ``unit`` in a transaction of its own, or with others of its kind that come
+        meanwhile (PostgreSQL, store/batching.py); its result once committed. SQLite's own
+        group commit already shares the commit: there it is ``kind.one`` in ``write()``."""
+        if isinstance(self._backend, PostgresPool):
+            return await self._backend.write_batched(kind, unit)
+        async with self.write() as tx:
+            return await kind.one(tx, unit)
 
     # --- hooks ----------------------------------------------------------------------------------
 

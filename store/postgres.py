@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL, Dialect
 
+from store.batching import BatchedWrite, Batcher, R, U
 from store.errors import Conflict, DatabaseUnavailable, StoreError
 from store.events import settle_statement
 from store.tx import Params, Row, Statement, StatementHook, Tx, first_set
@@ -144,6 +145,15 @@ class PostgresPool:
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
+        self._batchers: dict[int, Batcher[Any, Any]] = {}
+
+    async def write_batched(self, kind: BatchedWrite[U, R], unit: U) -> R:
+        """``unit`` written with others of its kind that come meanwhile (store/batching.py)."""
+        batcher = self._batchers.get(id(kind))
+        if batcher is None:
+            batcher = self._batchers[id(kind)] = Batcher(kind, self.write)
+        result: R = await batcher.submit(unit)
+        return result
 
     async def _acquire(self) -> tuple[asyncpg.Pool, asyncpg.Connection]:
         """A connection and the pool to give it back to: ``close`` may swap the pool out
@@ -216,6 +226,8 @@ class PostgresPool:
             self._committed(tx.signals)
 
     async def close(self) -> None:
+        for batcher in list(self._batchers.values()):
+            await batcher.drain()
         async with self._lock:  # a pool being created now is closed too
             pool, self._pool = self._pool, None
         if pool is not None:

@@ -23,6 +23,7 @@ from bridge.runtime import Runtime, utcnow
 from store import files as file_store
 from store import forum
 from store import messages as message_store
+from store import new_messages as new_message_store
 from store import outbox as outbox_store
 from store.errors import Conflict
 from store.tx import Tx
@@ -47,6 +48,82 @@ def check_content(content: str, *, with_files: bool = False) -> None:
         raise InvalidContent("content must not contain NUL characters")
 
 
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A new message ready to write: the store's unit and, without files, its message object
+    and event (known before the insert, its id 0)."""
+
+    new: new_message_store.NewMessage
+    unnumbered: views.MessageObj | None
+
+    def written(self, rt: Runtime, added: new_message_store.Added) -> None:
+        """After the write: an answer's waiting time is observed."""
+        if added.waited_since is not None:
+            at = self.new.values["created_at"]
+            rt.observe_answer(max(0.0, (at - added.waited_since).total_seconds()))
+
+    def created(self, added: new_message_store.Added) -> tuple[dict[str, Any], ev.FeedEvent]:
+        """The message object and its event, for a draft without files."""
+        assert self.unnumbered is not None and self.new.event is not None
+        assert added.event_id is not None
+        message: dict[str, Any] = {**self.unnumbered, "id": added.id}
+        event = ev.appended(self.new.chat_id, self.new.event, added.id, added.event_id)
+        return message, event
+
+
+def _draft(
+    rt: Runtime,
+    row: dict[str, Any],
+    now: datetime,
+    *,
+    sender_name: str,
+    sender_role: str,
+    last_at: datetime,
+    post_to_pachca: bool,
+    with_files: bool,
+) -> _Draft:
+    chat_id = row["chat_id"]
+    unnumbered = None
+    about = None
+    if not with_files:
+        # The message object is known before the insert: the statement that writes the
+        # message appends its event too (one round trip on PostgreSQL).
+        unnumbered = message_obj(rt, row, 0, [], sender_name=sender_name, sender_role=sender_role)
+        about = ev.message_created(chat_id, unnumbered, now)
+    new = new_message_store.NewMessage(
+        row,
+        last_at=last_at,
+        now=now,
+        starts_wait=waiting.starts_wait(sender_role),
+        ends_wait=waiting.ends_wait(sender_role),
+        job=POST_MESSAGE if post_to_pachca else None,
+        event=about,
+    )
+    return _Draft(new, unnumbered)
+
+
+def message_obj(
+    rt: Runtime,
+    row: dict[str, Any],
+    message_id: int,
+    attached: list[Any],
+    *,
+    sender_name: str,
+    sender_role: str,
+) -> views.MessageObj:
+    return views.message_obj(
+        {
+            **_NEW_MESSAGE,
+            **row,
+            "id": message_id,
+            "sender_name": sender_name,
+            "sender_role": sender_role,
+            "files": attached,
+        },
+        links=rt.file_links,
+    )
+
+
 async def add_message(
     rt: Runtime,
     tx: Tx,
@@ -66,59 +143,75 @@ async def add_message(
     post to Pachca (``post_to_pachca``: a web message), and append its ``message.created``
     event. Returns the message object and the event, to publish after commit; Conflict when
     a constraint refused it (a repeated client_id or Pachca message id, a chat deleted
-    meanwhile).
+    meanwhile). ``add_message_alone`` is the same for a message that needs nothing else in
+    its transaction.
 
     ``file_ids`` are attached in their order: files ``uploader_id`` (default: the sender)
     uploaded to this chat that no message holds yet; InvalidRequest otherwise, and the
     caller's transaction fails with it, so nothing is written."""
-    chat_id = row["chat_id"]
-    starts_wait = waiting.starts_wait(sender_role)
-
-    def message_obj(message_id: int, attached: list[Any]) -> views.MessageObj:
-        return views.message_obj(
-            {
-                **_NEW_MESSAGE,
-                **row,
-                "id": message_id,
-                "sender_name": sender_name,
-                "sender_role": sender_role,
-                "files": attached,
-            },
-            links=rt.file_links,
-        )
-
-    # Without files the message object is known before the insert: the statement that
-    # writes the message appends its event too (one round trip on PostgreSQL).
-    unnumbered = None if file_ids else message_obj(0, [])
-    about = None if unnumbered is None else ev.message_created(chat_id, unnumbered, now)
-    message_id, event_id = await message_store.add(
-        tx,
+    draft = _draft(
+        rt,
         row,
+        now,
+        sender_name=sender_name,
+        sender_role=sender_role,
         last_at=last_at,
-        starts_wait=starts_wait,
-        job=POST_MESSAGE if post_to_pachca else None,
-        now=now,
-        event=about,
+        post_to_pachca=post_to_pachca,
+        with_files=bool(file_ids),
     )
-    if not starts_wait:
-        await waiting.message_added(rt, tx, chat_id, sender_role, row["created_at"])
-    if unnumbered is not None and about is not None and event_id is not None:
-        message: dict[str, Any] = {**unnumbered, "id": message_id}
-        return message, ev.appended(chat_id, about, message_id, event_id)
+    added = await new_message_store.add(tx, draft.new)
+    draft.written(rt, added)
+    if not file_ids:
+        return draft.created(added)
+    chat_id = row["chat_id"]
     attached = await file_store.attach(
         tx,
         file_ids,
         uploader_id=uploader_id or row["sender_id"],
         chat_id=chat_id,
-        message_id=message_id,
+        message_id=added.id,
     )
     if attached is None:
         raise InvalidRequest(
             "file_ids must name files you uploaded to this chat that no message holds yet"
         )
-    numbered = message_obj(message_id, attached)
+    numbered = message_obj(
+        rt, row, added.id, attached, sender_name=sender_name, sender_role=sender_role
+    )
     event = await rt.events.append(tx, ev.MESSAGE_CREATED, chat_id, {"message": numbered}, now)
     return dict(numbered), event
+
+
+async def add_message_alone(
+    rt: Runtime,
+    row: dict[str, Any],
+    now: datetime,
+    *,
+    sender_name: str,
+    sender_role: str,
+    post_to_pachca: bool,
+) -> tuple[dict[str, Any], ev.FeedEvent]:
+    """``add_message`` for a message without files that needs nothing else written with it,
+    in a transaction of its own - shared, on PostgreSQL, with the messages of other chats
+    written at the same moment (one statement for all of them, store/batching.py)."""
+    draft = _draft(
+        rt,
+        row,
+        now,
+        sender_name=sender_name,
+        sender_role=sender_role,
+        last_at=row["created_at"],
+        post_to_pachca=post_to_pachca,
+        with_files=False,
+    )
+    new_messages = new_message_store.NEW_MESSAGES
+    if new_messages.can_batch(draft.new):
+        added = await rt.db.write_batched(new_messages, draft.new)
+    else:
+        async with rt.db.write() as tx:
+            added = await new_message_store.add(tx, draft.new)
+    draft.written(rt, added)
+    return draft.created(added)
 
 
 # The columns a new message's row may leave out.
@@ -149,60 +242,79 @@ class MessageWriter:
         return access
 
     async def post(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
-        if body.client_id is not None:
-            async with self.rt.db.read() as conn:
-                first = await message_store.by_client_id(conn, who.id, body.client_id)
-            if first is not None:
-                return Posted(
-                    views.message_obj(first, access.marks(), links=self.rt.file_links),
-                    created=False,
-                )
-        check_content(body.content, with_files=bool(body.file_ids))
-        if not access.is_active:
-            raise ChatInactive("this chat is read-only")
+        """A new message, or, for a ``client_id`` already used, the message it first made.
+        The repeat is found by the constraint on (sender, client_id) - or, when this body
+        would be refused, by a look before refusing - so a post costs no look-up first."""
+        try:
+            check_content(body.content, with_files=bool(body.file_ids))
+            if not access.is_active:
+                raise ChatInactive("this chat is read-only")
+        except (InvalidContent, ChatInactive):
+            if body.client_id is not None:
+                first = await self._first(who, access, body.client_id)
+                if first is not None:
+                    return first
+            raise
         self.rt.count_write(who.id)
         now = utcnow()
+        row = {
+            "chat_id": access.id,
+            "sender_id": who.id,
+            "content": body.content,
+            "created_at": now,
+            "reply_to_id": body.reply_to_id,
+            "source": "web",
+            "client_id": body.client_id,
+        }
         try:
-            async with self.rt.db.write() as tx:
-                if body.reply_to_id is not None and not await message_store.is_live_in_chat(
-                    tx, body.reply_to_id, access.id
-                ):
-                    raise InvalidRequest("reply_to_id must name a message of this chat")
-                message, event = await add_message(
+            if body.reply_to_id is None and not body.file_ids:
+                message, event = await add_message_alone(
                     self.rt,
-                    tx,
-                    {
-                        "chat_id": access.id,
-                        "sender_id": who.id,
-                        "content": body.content,
-                        "created_at": now,
-                        "reply_to_id": body.reply_to_id,
-                        "source": "web",
-                        "client_id": body.client_id,
-                    },
+                    row,
                     now,
                     sender_name=who.name,
                     sender_role=who.role,
-                    last_at=now,
                     post_to_pachca=True,
-                    file_ids=body.file_ids,
                 )
+            else:
+                async with self.rt.db.write() as tx:
+                    if body.reply_to_id is not None and not await message_store.is_live_in_chat(
+                        tx, body.reply_to_id, access.id
+                    ):
+                        raise InvalidRequest("reply_to_id must name a message of this chat")
+                    message, event = await add_message(
+                        self.rt,
+                        tx,
+                        row,
+                        now,
+                        sender_name=who.name,
+                        sender_role=who.role,
+                        last_at=now,
+                        post_to_pachca=True,
+                        file_ids=body.file_ids,
+                    )
         except Conflict:
             return await self._after_conflict(who, access, body)
         await self.rt.publish([event])
         return Posted(message, created=True)
 
+    async def _first(self, who: Principal, access: ChatAccess, client_id: str) -> Posted | None:
+        """The message ``who`` first posted with ``client_id``, if any."""
+        async with self.rt.db.read() as conn:
+            first = await message_store.by_client_id(conn, who.id, client_id)
+        if first is None:
+            return None
+        return Posted(
+            views.message_obj(first, access.marks(), links=self.rt.file_links), created=False
+        )
+
     async def _after_conflict(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
         """The insert hit a constraint: a concurrent post with the same client_id won the
         race (return its message), or the chat was deleted meanwhile (404)."""
         if body.client_id is not None:
-            async with self.rt.db.read() as conn:
-                first = await message_store.by_client_id(conn, who.id, body.client_id)
+            first = await self._first(who, access, body.client_id)
             if first is not None:
-                return Posted(
-                    views.message_obj(first, access.marks(), links=self.rt.file_links),
-                    created=False,
-                )
+                return first
         raise NotFound("no such chat")
 
     async def _load_own(self, who: Principal, message_id: int) -> tuple[Any, ChatAccess]:

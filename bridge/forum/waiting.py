@@ -3,7 +3,7 @@
 A chat waits while it is active and its newest message is its student's, since the first of
 the student's messages after the last answer - a message from the teacher or tutor, from the
 web or from Pachca. The message writers keep that state in their own transactions
-(``message_added``, ``message_deleted``); an edit changes nobody's turn, so it changes nothing.
+(store/new_messages.py, ``message_deleted``); an edit changes nobody's turn, so it changes nothing.
 The admin list, the bot's ``/waiting`` and the reminders (bridge/ops/reminders.py) read it.
 """
 
@@ -25,17 +25,15 @@ MAX_LIMIT = 500
 
 def starts_wait(sender_role: str) -> bool:
     """Whether a new message of ``sender_role`` starts a wait (unless one runs): a student's.
-    The message writer starts it with the message itself (store/messages.py ``add``)."""
+    The message writer starts it with the message itself (store/new_messages.py)."""
     return sender_role == Role.STUDENT
 
 
-async def message_added(rt: Runtime, tx: Tx, chat_id: int, sender_role: str, at: datetime) -> None:
-    """A new message of ``sender_role`` that starts no wait, written at ``at``: a teacher's
-    or tutor's ends the wait, and its answer time is observed."""
-    if sender_role in PARTNER_ROLES:
-        since = await waiting_store.end(tx, chat_id)
-        if since is not None:
-            rt.observe_answer(max(0.0, (at - since).total_seconds()))
+def ends_wait(sender_role: str) -> bool:
+    """Whether a new message of ``sender_role`` answers the chat's wait: a teacher's or a
+    tutor's. The message writer ends it with the message itself and observes the answer
+    time (bridge/forum/messages.py)."""
+    return sender_role in PARTNER_ROLES
 
 
 async def message_deleted(tx: Tx, chat_id: int, sender_role: str) -> None:

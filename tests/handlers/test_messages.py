@@ -563,6 +563,83 @@ async def test_concurrent_posts_with_one_client_id_make_one_message(
     assert listed["total"] == 1
 
 
+async def test_a_retry_after_the_chat_closed_still_returns_the_first_message(
+    client: TestClient, world: World, pair: Pair
+) -> None:
+    # A retry whose first attempt went through is answered with that message, even when the
+    # chat has become read-only since (or the retry's body would now be refused).
+    url = f"/api/v1/chats/{pair.chat}/messages"
+    headers = world.auth(pair.student)
+    first = await client.post(url, json={"content": "made it", "client_id": "c-9"}, headers=headers)
+    assert first.status == 201
+    await world.enroll(
+        pair.student,
+        pair.teacher,
+        enrollment_id=pair.enrolled.enrollment_id,
+        subject=(pair.enrolled.subject_chat["subject"]["id"], "Mathematics"),
+        active=False,
+    )
+    for body in ({"content": "made it"}, {"content": " "}):
+        again = await client.post(url, json={**body, "client_id": "c-9"}, headers=headers)
+        assert again.status == 200, await again.text()
+        assert (await again.json())["message"] == (await first.json())["message"]
+    other = await client.post(url, json={"content": "new", "client_id": "c-10"}, headers=headers)
+    await expect_error(other, 400, "chat_inactive")
+
+
+async def test_posts_at_the_same_moment_in_many_chats_are_each_written_once(
+    client: TestClient, world: World, database: Any
+) -> None:
+    # Posts that arrive together share one write on PostgreSQL (store/batching.py): each still
+    # gets its own message, its chat's order, its event and its outbox job - and one of them
+    # refused (a repeated client_id) takes no other with it.
+    pairs = []
+    for _ in range(8):
+        student, teacher = await world.user("student"), await world.user("teacher")
+        pairs.append((student, (await world.enroll(student, teacher)).subject_chat["id"]))
+    repeated = await world.post(pairs[0][0], pairs[0][1], "first try", client_id="r-1")
+    since = await last_event_id(client, world)
+    statements: list[str] = []
+    stop = database.on_statement(lambda sql, _args: statements.append(sql))
+
+    async def post(student: str, chat_id: int, content: str, **extra: Any) -> Any:
+        resp = await client.post(
+            f"/api/v1/chats/{chat_id}/messages",
+            json={"content": content, **extra},
+            headers=world.auth(student),
+        )
+        return resp.status, (await resp.json())["message"]
+
+    sent = [post(s, c, f"{c}: {n}", client_id=f"{c}-{n}") for n in range(3) for s, c in pairs]
+    sent.append(post(pairs[0][0], pairs[0][1], "first try again", client_id="r-1"))
+    answers = await asyncio.gather(*sent)
+    stop()
+
+    assert [status for status, _ in answers] == [201] * 24 + [200]
+    assert answers[-1][1] == repeated
+    created = [message for _, message in answers[:-1]]
+    assert len({m["id"] for m in created}) == 24
+    for student, chat_id in pairs:
+        listed = (await page(client, world, student, chat_id))["messages"]
+        mine = sorted((m for m in created if m["chat_id"] == chat_id), key=lambda m: m["id"])
+        # Each once, after the first try; in the order they were taken, newest last.
+        assert listed == [*([repeated] if chat_id == pairs[0][1] else []), *mine]
+        assert sorted(m["content"] for m in mine) == [f"{chat_id}: {n}" for n in range(3)]
+        times = [m["created_at"] for m in listed]
+        assert times == sorted(times)
+        chat = await get_chat(client, world, student, chat_id)
+        assert chat["last_message"] == mine[-1]
+    logged = [e for e in await events_after(client, world, since) if e["type"] == "message.created"]
+    assert sorted(e["message"]["id"] for e in logged) == sorted(m["id"] for m in created)
+    assert all(
+        e["message"] == next(m for m in created if m["id"] == e["message"]["id"]) for e in logged
+    )
+    if not database.is_sqlite:
+        # Fewer writes than posts: they went together.
+        writes = [sql for sql in statements if "INSERT INTO messages" in sql]
+        assert len(writes) < 24, len(writes)
+
+
 async def test_client_ids_are_per_sender(client: TestClient, world: World, pair: Pair) -> None:
     a = await world.post(pair.student, pair.chat, "from student", client_id="same")
     b = await world.post(pair.teacher, pair.chat, "from teacher", client_id="same")

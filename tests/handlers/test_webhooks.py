@@ -13,7 +13,6 @@ from sqlalchemy import text
 
 from bot.signature import sign
 from bridge.config import parse_config
-from bridge.forum import waiting as forum_waiting
 from handlers.app import create_app
 from handlers.keys import SERVICES
 from store import waiting as waiting_store
@@ -301,13 +300,13 @@ async def test_database_failure_on_the_general_path_is_503_too(
     before = await counts(database)
 
     async def broken_answer(*_args: Any, **_kwargs: Any) -> Any:
-        # Fails after the delivery key, the message row and its event were written in the
-        # transaction.
+        # Ending the wait fails after the delivery key, the message row and its event were
+        # written in the transaction.
         raise DatabaseUnavailable("ConnectionResetError")
 
     body = forum.teacher_says("Must not be lost", event="update")
     with monkeypatch.context() as patch:
-        patch.setattr(forum_waiting, "message_added", broken_answer)
+        patch.setattr(waiting_store, "end", broken_answer)
         resp = await deliver(client, body)
     assert resp.status == 503
     assert await counts(database) == before
