@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import Server, seed_pairs, token
+from _server import Server, postgres_cpu_seconds, seed_pairs, token
 
 
 async def run(clients: int, posts: int, chats: int) -> None:
@@ -47,10 +47,13 @@ async def run(clients: int, posts: int, chats: int) -> None:
             # Warm up (imports, caches, the JWT key) outside the measurement.
             await asyncio.gather(*(client(n) for n in range(min(clients, 10))))
             latencies.clear()
+            on_postgres = server.database_url.startswith("postgresql")
+            db0 = postgres_cpu_seconds() if on_postgres else 0.0
             cpu0, t0, own0 = server.cpu_seconds(), time.perf_counter(), time.process_time()
             await asyncio.gather(*(client(n) for n in range(clients)))
             elapsed, cpu = time.perf_counter() - t0, server.cpu_seconds() - cpu0
             own = time.process_time() - own0
+            db = postgres_cpu_seconds() - db0 if on_postgres else 0.0
     done = len(latencies)
     latencies.sort()
     print(f"clients={clients} chats={chats} posts={done}")
@@ -58,6 +61,8 @@ async def run(clients: int, posts: int, chats: int) -> None:
     print(f"server CPU / post  {cpu / done * 1000:10.3f} ms")
     print(f"server CPU busy    {cpu / elapsed:10.0%}")
     print(f"load generator CPU {own / elapsed:10.0%}  (the bench's own process)")
+    if db:
+        print(f"PostgreSQL CPU / post {db / done * 1000:7.3f} ms  (every postgres process here)")
     print(f"latency p50        {statistics.median(latencies) * 1000:10.2f} ms")
     print(f"latency p99        {latencies[int(done * 0.99) - 1] * 1000:10.2f} ms")
 
