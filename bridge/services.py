@@ -20,7 +20,15 @@ from bridge.errors import StartupFailed
 from bridge.feed.history import History
 from bridge.feed.hub import Hub
 from bridge.feed.redis import RedisFeed
-from bridge.feed.transport import USER_CHANGED, USER_UPDATED, Control, Feed, MemoryFeed
+from bridge.feed.transport import (
+    CHAT_CHANGED,
+    USER_CHANGED,
+    USER_UPDATED,
+    Control,
+    Feed,
+    MemoryFeed,
+)
+from bridge.forum.access_cache import AccessCache
 from bridge.forum.chats import ChatReader
 from bridge.forum.enrollments import Enrollments
 from bridge.forum.files import Files
@@ -67,6 +75,7 @@ class Services:
     waiting: WaitingList
     files: Files
     principals: Principals  # known users, cached briefly (bridge/auth.py)
+    access: AccessCache  # chats' access for posting, cached briefly (bridge/forum/access_cache.py)
     # Background work. Tests may set ``worker.tuning`` and ``maintenance.tuning`` after
     # ``build`` and before ``start``.
     worker: OutboxWorker
@@ -97,13 +106,15 @@ class Services:
         worker = OutboxWorker(rt, metrics)
         principals = Principals(database, rt.tokens)
         forget_changed_users(rt.feed, principals)
+        access = AccessCache(database)
+        forget_changed_chats(rt.feed, access)
         return cls(
             rt=rt,
             metrics=metrics,
             users=Users(rt),
             enrollments=Enrollments(rt),
             chats=ChatReader(rt),
-            messages=MessageWriter(rt),
+            messages=MessageWriter(rt, access),
             history=history,
             hub=hub,
             relay=Relay(rt),
@@ -116,6 +127,7 @@ class Services:
             reminders=Reminders(rt, metrics),
             watcher=watcher,
             principals=principals,
+            access=access,
         )
 
     # --- what handlers ask ------------------------------------------------------------------
@@ -206,3 +218,15 @@ def forget_changed_users(feed: Feed, principals: Principals) -> None:
 
     feed.subscribe_control(heard)
     feed.on_resync(principals.clear)
+
+
+def forget_changed_chats(feed: Feed, access: AccessCache) -> None:
+    """A chat's cached access goes when it changes on any instance, and every chat's when the
+    feed may have lost control messages."""
+
+    def heard(control: Control, remote: bool) -> None:
+        if control.kind == CHAT_CHANGED and control.chat_id is not None:
+            access.forget(control.chat_id)
+
+    feed.subscribe_control(heard)
+    feed.on_resync(access.clear)

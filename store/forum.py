@@ -183,7 +183,8 @@ async def mark_read(tx: Tx, chat_id: int, user_id: str, message_id: int) -> bool
 
 
 # A chat and its participants (one row each; one row with nulls if none): one query that
-# answers existence, the policy's questions and read receipts. Every chat request runs it.
+# answers existence, the policy's questions and read receipts. Every chat request runs it but
+# a post, which checks against a kept copy of ``chat_rights`` (bridge/forum/access_cache.py).
 CHAT_WITH_PARTICIPANTS = (
     select(
         chats,
@@ -201,6 +202,38 @@ CHAT_ACCESS = prepared(CHAT_WITH_PARTICIPANTS.where(chats.c.id == bindparam("cha
 async def chat_access(tx: Tx, chat_id: int) -> list[Row]:
     """The chat joined with its participants (one row each; one row with nulls if none)."""
     return await tx.rows(CHAT_ACCESS, {"chat_id": chat_id})
+
+
+# What posting decides on (bridge/forum/access_cache.py): the chat's type and activity and the
+# part each participant plays (one row each; one row with nulls if none). No names, no read marks.
+_CHAT_RIGHTS = prepared(
+    select(
+        chats.c.id,
+        chats.c.type,
+        chats.c.is_active,
+        participants.c.user_id.label("p_user_id"),
+        participants.c.role.label("p_role"),
+    )
+    .outerjoin(participants, participants.c.chat_id == chats.c.id)
+    .where(chats.c.id == bindparam("chat_id"))
+)
+_READ_MARKS = prepared(
+    select(participants.c.user_id, participants.c.last_read_message_id).where(
+        participants.c.chat_id == bindparam("chat_id")
+    )
+)
+
+
+async def chat_rights(tx: Tx, chat_id: int) -> list[Row]:
+    """The chat's id, type and activity joined with its participants' ids and roles (one row
+    each; one row with nulls if none; none when there is no such chat)."""
+    return await tx.rows(_CHAT_RIGHTS, {"chat_id": chat_id})
+
+
+async def read_marks(tx: Tx, chat_id: int) -> list[tuple[str, int]]:
+    """(participant id, the last message they read) of each of the chat's participants."""
+    rows = await tx.rows(_READ_MARKS, {"chat_id": chat_id})
+    return [(r["user_id"], r["last_read_message_id"]) for r in rows]
 
 
 def _visible(

@@ -12,7 +12,9 @@ Wire format of one pub/sub message (frames are compact JSON, so they hold no raw
 ``header JSON \\n frame \\n frame ...`` where the header is
 ``{"o": origin, "e": [[id, chat_id, type, audience|null, chat_type|null, participants|null], ...]}``
 for events, or ``{"o": origin, "t": [chat_id, user_id]}`` followed by one frame for typing, or
-``{"o": origin, "c": [kind, user_id|null]}`` alone for a control message (``feed.Control``).
+``{"o": origin, "c": [kind, user_id|null]}`` alone for a control message (``feed.Control``),
+with ``"h": chat_id`` besides for a chat's (an instance that does not know that key ignores it,
+and the kind too).
 The frames travel as the very bytes the publisher serialised. Audiences and participants
 are JSON lists of the ids themselves, so an id compares exactly whatever characters it holds.
 """
@@ -64,7 +66,10 @@ def encode_typing(origin: str, typing: Typing) -> bytes:
 
 
 def encode_control(origin: str, control: Control) -> bytes:
-    return orjson.dumps({"o": origin, "c": [control.kind, control.user_id]})
+    header: dict[str, Any] = {"o": origin, "c": [control.kind, control.user_id]}
+    if control.chat_id is not None:
+        header["h"] = control.chat_id
+    return orjson.dumps(header)
 
 
 def decode(data: bytes) -> tuple[str, list[FeedEvent] | Typing | Control]:
@@ -74,9 +79,15 @@ def decode(data: bytes) -> tuple[str, list[FeedEvent] | Typing | Control]:
     origin = header["o"]
     if "c" in header:
         kind, user_id = header["c"]
-        if frames or not isinstance(kind, str) or not isinstance(user_id, str | None):
+        chat_id = header.get("h")
+        if (
+            frames
+            or not isinstance(kind, str)
+            or not isinstance(user_id, str | None)
+            or not (chat_id is None or (isinstance(chat_id, int) and not isinstance(chat_id, bool)))
+        ):
             raise ValueError("malformed control message")
-        return origin, Control(kind, user_id)
+        return origin, Control(kind, user_id, chat_id)
     if "t" in header:
         chat_id, user_id = header["t"]
         (frame,) = frames

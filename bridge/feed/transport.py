@@ -34,16 +34,20 @@ TypingSubscriber = Callable[[Typing], None]
 USER_CHANGED = "user"
 USER_UPDATED = "user.updated"  # its name changed: cached copies go (sockets stay open)
 AUTH_CHANGED = "auth"
+CHAT_CHANGED = "chat"  # its access changed: cached copies go (bridge/forum/access_cache.py)
 
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """A change open sockets must follow, told to every instance and never stored: a user's
-    role changed or the user is gone (``USER_CHANGED`` with ``user_id``), or the rules that
-    accept web-client tokens changed (``AUTH_CHANGED``)."""
+    """A change open sockets or cached copies must follow, told to every instance and never
+    stored: a user's role changed or the user is gone (``USER_CHANGED`` with ``user_id``), a
+    user's name changed (``USER_UPDATED``), the rules that accept web-client tokens changed
+    (``AUTH_CHANGED``), or a chat's access changed - its participants, its activity, or the
+    chat is gone (``CHAT_CHANGED`` with ``chat_id``)."""
 
     kind: str
     user_id: str | None = None
+    chat_id: int | None = None
 
 
 # (control, whether it came from another instance)

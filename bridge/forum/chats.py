@@ -55,6 +55,43 @@ class ChatAccess:
         return policy.can_post(who.role, self.type, self.is_member(who.id))
 
 
+@dataclass(frozen=True, slots=True)
+class ChatRights:
+    """What posting decides on: the chat's type and activity and the part each participant
+    plays. It changes rarely, so each instance keeps it for a few seconds
+    (bridge/forum/access_cache.py); names and read marks, which change all the time, are not
+    part of it."""
+
+    id: int
+    type: str
+    is_active: bool
+    roles: Mapping[str, str]  # participant id -> the part played in this chat
+
+    def is_member(self, user_id: str) -> bool:
+        return user_id in self.roles
+
+    def can_view(self, who: Principal) -> bool:
+        return policy.can_view(who.role, self.type, self.is_member(who.id))
+
+    def can_post(self, who: Principal) -> bool:
+        return policy.can_post(who.role, self.type, self.is_member(who.id))
+
+
+async def load_rights(conn: Tx, chat_id: int) -> ChatRights:
+    """The chat's rights (one statement), or NotFound."""
+    rows = await forum.chat_rights(conn, chat_id)
+    if not rows:
+        raise NotFound("no such chat")
+    first = rows[0]
+    roles = {r["p_user_id"]: r["p_role"] for r in rows if r["p_user_id"] is not None}
+    return ChatRights(first["id"], first["type"], bool(first["is_active"]), roles)
+
+
+async def load_marks(conn: Tx, chat_id: int) -> list[tuple[str, int]]:
+    """The read marks of the chat's participants, as they are now."""
+    return await forum.read_marks(conn, chat_id)
+
+
 async def load_access(conn: Tx, chat_id: int) -> ChatAccess:
     return access_from_rows(await forum.chat_access(conn, chat_id))
 
@@ -70,7 +107,7 @@ def access_from_rows(rows: Sequence[Mapping[str, Any]]) -> ChatAccess:
     return ChatAccess(rows[0], members)
 
 
-def require_view(who: Principal, access: ChatAccess) -> None:
+def require_view(who: Principal, access: ChatAccess | ChatRights) -> None:
     if not access.can_view(who):
         raise Forbidden("you may not see this chat")
 

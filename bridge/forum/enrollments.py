@@ -7,13 +7,14 @@ that, and is shared by enrollment upserts and tutor changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bridge.errors import NotFound, UnknownUser
 from bridge.feed import events as ev
+from bridge.feed.transport import CHAT_CHANGED, Control
 from bridge.forum import views
 from bridge.forum.inputs import EnrollmentIn
 from bridge.pachca import membership
@@ -47,7 +48,8 @@ async def sync_chats(
     student: Mapping[str, Any],
     now: datetime,
 ) -> list[ev.FeedEvent]:
-    """Create or adjust the enrollment's chats; return the events to publish after commit."""
+    """Create or adjust the enrollment's chats; return the events to publish after commit:
+    one for each chat created or changed (``changed_chats`` picks the changed ones)."""
     desired = [
         Desired(ChatType.SUBJECT, Role.TEACHER, enrollment["teacher_id"], enrollment["active"])
     ]
@@ -158,6 +160,20 @@ async def chat_events(
     return out
 
 
+def changed_chats(events: Iterable[ev.FeedEvent]) -> list[int]:
+    """The chats ``sync_chats``'s events say changed. A created chat is left out: no instance
+    can have kept its access before (chat ids are never reused, unknown chats never kept)."""
+    return [e.chat_id for e in events if e.type != ev.CHAT_CREATED]
+
+
+def tell_chats_changed(rt: Runtime, chat_ids: Iterable[int]) -> None:
+    """After the commit that changed these chats' access (participants, activity, the chat
+    itself), and before their events go out: every instance forgets its copy of it
+    (bridge/forum/access_cache.py), so that the next post there sees the change."""
+    for chat_id in sorted(set(chat_ids)):
+        rt.feed.publish_control(Control(CHAT_CHANGED, chat_id=chat_id))
+
+
 class Enrollments:
     def __init__(self, rt: Runtime):
         self.rt = rt
@@ -186,6 +202,7 @@ class Enrollments:
             enrollment = {"id": enrollment_id, **values}
             events = await sync_chats(self.rt, conn, enrollment, student, now)
             result = await self._render(conn, enrollment_id)
+        tell_chats_changed(self.rt, changed_chats(events))
         await self.rt.publish(events)
         return result
 
@@ -217,6 +234,7 @@ class Enrollments:
                 )
                 for r in records
             ]
+        tell_chats_changed(self.rt, (c["id"] for c in chats))
         await self.rt.publish(events)
 
     async def _render(self, conn: Tx, enrollment_id: str) -> dict[str, Any]:

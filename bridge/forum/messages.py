@@ -16,7 +16,8 @@ from bridge.auth import Principal
 from bridge.errors import ChatInactive, Forbidden, InvalidContent, InvalidRequest, NotFound
 from bridge.feed import events as ev
 from bridge.forum import views, waiting
-from bridge.forum.chats import ChatAccess, load_access, require_view
+from bridge.forum.access_cache import AccessCache
+from bridge.forum.chats import ChatAccess, ChatRights, load_access, load_marks, require_view
 from bridge.forum.inputs import MAX_CONTENT_CHARS, MessageEdit, NewMessage, ReadMark
 from bridge.pachca.jobs import DELETE_MESSAGE, EDIT_MESSAGE, POST_MESSAGE
 from bridge.runtime import Runtime, utcnow
@@ -229,19 +230,21 @@ async def forget_blobs(rt: Runtime, keys: Sequence[str]) -> None:
 
 
 class MessageWriter:
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, access: AccessCache):
         self.rt = rt
+        self.access = access  # chats' rights, kept a few seconds, told of changes by the feed
 
-    async def access_for_posting(self, who: Principal, chat_id: int) -> ChatAccess:
-        """Existence (404) and permission (403), before the body is even looked at."""
-        async with self.rt.db.read() as conn:
-            access = await load_access(conn, chat_id)
+    async def access_for_posting(self, who: Principal, chat_id: int) -> ChatRights:
+        """Existence (404) and permission (403), before the body is even looked at. From
+        this instance's copy of the chat's rights when it has a recent one (every change to
+        them reaches every instance's copy at once: bridge/forum/access_cache.py)."""
+        access = await self.access.get(chat_id)
         require_view(who, access)
         if not access.can_post(who):
             raise Forbidden("you may not post in this chat")
         return access
 
-    async def post(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
+    async def post(self, who: Principal, access: ChatRights, body: NewMessage) -> Posted:
         """A new message, or, for a ``client_id`` already used, the message it first made.
         The repeat is found by the constraint on (sender, client_id) - or, when this body
         would be refused, by a look before refusing - so a post costs no look-up first."""
@@ -298,17 +301,13 @@ class MessageWriter:
         await self.rt.publish([event])
         return Posted(message, created=True)
 
-    async def _first(self, who: Principal, access: ChatAccess, client_id: str) -> Posted | None:
+    async def _first(self, who: Principal, access: ChatRights, client_id: str) -> Posted | None:
         """The message ``who`` first posted with ``client_id``, if any."""
         async with self.rt.db.read() as conn:
             first = await message_store.by_client_id(conn, who.id, client_id)
-        if first is None:
-            return None
-        return Posted(
-            views.message_obj(first, access.marks(), links=self.rt.file_links), created=False
-        )
+        return None if first is None else await self._repeated(access, first)
 
-    async def _after_conflict(self, who: Principal, access: ChatAccess, body: NewMessage) -> Posted:
+    async def _after_conflict(self, who: Principal, access: ChatRights, body: NewMessage) -> Posted:
         """The insert hit a constraint: a concurrent post with the same client_id won the
         race (return its message), or the chat was deleted meanwhile (404)."""
         if body.client_id is not None:
@@ -316,6 +315,13 @@ class MessageWriter:
             if first is not None:
                 return first
         raise NotFound("no such chat")
+
+    async def _repeated(self, access: ChatRights, first: Any) -> Posted:
+        """The message a repeated client_id posted first, with the read marks as they are now
+        (the rights posting was checked against are a kept copy; read marks never are)."""
+        async with self.rt.db.read() as conn:
+            marks = await load_marks(conn, access.id)
+        return Posted(views.message_obj(first, marks, links=self.rt.file_links), created=False)
 
     async def _load_own(self, who: Principal, message_id: int) -> tuple[Any, ChatAccess]:
         async with self.rt.db.read() as conn:

@@ -10,7 +10,7 @@ from bridge import policy
 from bridge.errors import Conflict, InvalidRequest, NotFound, UnknownUser
 from bridge.feed.transport import USER_CHANGED, USER_UPDATED, Control
 from bridge.forum import link_codes, views
-from bridge.forum.enrollments import sync_chats
+from bridge.forum.enrollments import changed_chats, sync_chats, tell_chats_changed
 from bridge.forum.inputs import UserIn
 from bridge.pachca import membership
 from bridge.policy import ChatType, Role
@@ -55,6 +55,7 @@ class Users:
             if before is not None and before["tutor_id"] != body.tutor_id:
                 for enrollment in await forum.enrollments_of_student(conn, user_id):
                     events += await sync_chats(self.rt, conn, enrollment, row, now)
+        tell_chats_changed(self.rt, changed_chats(events))
         await self.rt.publish(events)
         if before is not None and before["role"] != row["role"]:
             # Open sockets were opened for the old role: every instance closes them (4401).

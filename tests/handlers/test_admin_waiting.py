@@ -201,7 +201,8 @@ async def statements(count_queries: Any, client: TestClient) -> Statements:
     scheduler = client.app[SERVICES].reminders.scheduler
     assert scheduler is not None
     scheduler.pause()
-    return Statements(count_queries(), client.app[SERVICES].principals)
+    services = client.app[SERVICES]
+    return Statements(count_queries(), services.principals, services.access)
 
 
 async def test_the_list_costs_one_statement_with_10_or_1000_waiting(

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from bridge.feed.events import ChatMeta, FeedEvent
 from bridge.feed.redis import RedisFeed, decode, encode_control, encode_events, encode_typing
-from bridge.feed.transport import AUTH_CHANGED, USER_CHANGED, Control, Typing
+from bridge.feed.transport import AUTH_CHANGED, CHAT_CHANGED, USER_CHANGED, Control, Typing
 from tests.eventually import eventually
 
 REDIS_URL = os.environ.get("BRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -41,10 +41,21 @@ def test_typing_survives_the_wire():
 
 
 @pytest.mark.parametrize(
-    "control", [Control(USER_CHANGED, "a,b\n%_T1"), Control(AUTH_CHANGED)], ids=["user", "auth"]
+    "control",
+    [Control(USER_CHANGED, "a,b\n%_T1"), Control(AUTH_CHANGED), Control(CHAT_CHANGED, chat_id=7)],
+    ids=["user", "auth", "chat"],
 )
 def test_control_messages_survive_the_wire(control: Control):
     assert decode(encode_control("me", control)) == ("me", control)
+
+
+def test_controls_without_a_chat_keep_their_wire_format():
+    # Instances of the version before chat controls read these the same as ever, and read a
+    # chat's control as a kind they do not know (which they ignore).
+    assert encode_control("me", Control(USER_CHANGED, "u1")) == b'{"o":"me","c":["user","u1"]}'
+    assert encode_control("me", Control(CHAT_CHANGED, chat_id=7)) == (
+        b'{"o":"me","c":["chat",null],"h":7}'
+    )
 
 
 def test_audiences_keep_odd_ids_exactly():
@@ -61,6 +72,8 @@ def test_audiences_keep_odd_ids_exactly():
         b'{"o":"x","e":[[1,2,"t",null,null,null]]}',
         b'{"o":"x","c":["user",1]}',
         b'{"o":"x","c":["user","u"]}\n{}',
+        b'{"o":"x","c":["chat",null],"h":"7"}',
+        b'{"o":"x","c":["chat",null],"h":true}',
     ],
 )
 def test_malformed_messages_are_rejected(data: bytes):
