@@ -112,6 +112,15 @@ def decode(data: bytes) -> tuple[str, list[FeedEvent] | Typing | Control]:
     return origin, events
 
 
+def _stop_if_cancelled(exc: Exception) -> None:
+    """Raise CancelledError if this task is being cancelled: a client that answers a cancel
+    with an error of its own (a timeout racing it) would otherwise leave the loop running and
+    ``stop`` waiting for it for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 class RedisFeed(MemoryFeed):
     def __init__(self, url: str, channel: str):
         super().__init__()
@@ -182,6 +191,7 @@ class RedisFeed(MemoryFeed):
                                 pipe.publish(self.channel, payload)
                             await pipe.execute()
                 except Exception as exc:
+                    _stop_if_cancelled(exc)
                     log.warning("redis feed publish failed", error=type(exc).__name__)
                     await asyncio.sleep(0.5)
         finally:
@@ -219,6 +229,7 @@ class RedisFeed(MemoryFeed):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    _stop_if_cancelled(exc)
                     log.warning("redis feed connection lost", error=type(exc).__name__)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -163,3 +164,29 @@ async def test_a_dropped_connection_resubscribes_and_asks_for_a_resync(pair):
     await eventually(lambda: resynced == [True], what="a resync")
     await a.publish(EVENTS)
     await eventually(lambda: b_in.events == EVENTS, what="events after the reconnect")
+
+
+async def test_stop_returns_even_when_the_client_turns_the_cancel_into_its_own_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A publish in flight when the feed stops, in a client that answers the cancel with a
+    # timeout of its own: the sender must still end, or shutdown waits for ever.
+    entered = asyncio.Event()
+
+    async def publish(self: Redis, channel: str, message: bytes) -> int:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise TimeoutError from None
+        return 0
+
+    monkeypatch.setattr(Redis, "publish", publish)
+    feed = RedisFeed("redis://127.0.0.1:1/0", f"test-{uuid.uuid4().hex}")  # never connects
+    sender = asyncio.create_task(feed._send())
+    feed._tasks = [sender]
+    feed._enqueue(b"payload")
+    await asyncio.wait_for(entered.wait(), 5)
+    stopping = asyncio.create_task(feed.stop())
+    done, _ = await asyncio.wait([stopping], timeout=5)
+    assert done and sender.done(), "the sender kept running after stop()"
