@@ -295,7 +295,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     try:
         return Config(**data)
     except ValidationError as exc:
-        raise ConfigError(source, _problems(exc)) from None
+        raise ConfigError(source, _naming_overrides(_problems(exc), os.environ)) from None
     except SettingsError as exc:  # what the checks below did not foresee, still in one line
         raise ConfigError(ENVIRONMENT, [(f"{ENV_PREFIX}*", str(exc))]) from None
 
@@ -354,6 +354,35 @@ def _override_problem(section: Any, path: list[str], raw: str) -> str | None:
                 where = ".".join([path[0], *loc])
                 return f"{where}: {err['msg']}"
     return None
+
+
+def _naming_overrides(
+    problems: list[tuple[str, str]], environ: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """Each problem with the environment variables that set keys of what it is about: values
+    valid one by one may still be wrong together (``BRIDGE_FEED__BACKEND=redis`` without a
+    URL), and the admin looks for them in the file otherwise. Names only: values may be
+    secrets."""
+    overrides = {
+        name: name[len(ENV_PREFIX) :].lower().replace(ENV_DELIMITER, ".")
+        for name in sorted(environ)
+        if name.upper().startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)[0] in Config.model_fields
+    }
+    named = []
+    for path, message in problems:
+        setting = [
+            name
+            for name, key in overrides.items()
+            if path == "(root)"
+            or key == path
+            or key.startswith(path + ".")
+            or path.startswith(key + ".")
+        ]
+        if setting:
+            message = f"{message} (the environment sets {', '.join(setting)})"
+        named.append((path, message))
+    return named
 
 
 def _members(annotation: Any) -> tuple[Any, ...]:

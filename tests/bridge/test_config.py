@@ -70,6 +70,29 @@ def test_bad_environment_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
     assert "server.port" in message and "integer" in message
 
 
+def test_values_wrong_only_together_name_the_variables_that_set_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each value is valid on its own; together with the file they are not. The admin is told
+    # which variables took part (names only: a value may be a secret).
+    monkeypatch.setenv("BRIDGE_FEED__BACKEND", "redis")
+    monkeypatch.setenv("BRIDGE_FEED__CHANNEL", "bridge-x")
+    monkeypatch.setenv("BRIDGE_SERVER__PORT", "8081")
+    with pytest.raises(ConfigError) as info:
+        parse_config({"feed": {"channel": "bridge"}}, "config.yaml")
+    [(path, message)] = info.value.problems
+    assert path == "feed" and "feed.url is required" in message
+    assert message.endswith("(the environment sets BRIDGE_FEED__BACKEND, BRIDGE_FEED__CHANNEL)")
+    assert "redis" not in message.split("(the environment")[1]
+    # A problem the environment has no part in is the file's alone.
+    monkeypatch.delenv("BRIDGE_FEED__BACKEND")
+    monkeypatch.delenv("BRIDGE_FEED__CHANNEL")
+    with pytest.raises(ConfigError) as info:
+        parse_config({"feed": {"backend": "redis"}}, "config.yaml")
+    [(_, message)] = info.value.problems
+    assert "environment" not in message
+
+
 def test_secrets_are_masked_in_reprs() -> None:
     config = parse_config(
         {
