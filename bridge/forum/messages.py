@@ -89,7 +89,7 @@ def _draft(
     if not with_files:
         # The message object is known before the insert: the statement that writes the
         # message appends its event too (one round trip on PostgreSQL).
-        unnumbered = message_obj(rt, row, 0, [], sender_name=sender_name, sender_role=sender_role)
+        unnumbered = _message_obj(rt, row, 0, [], sender_name=sender_name, sender_role=sender_role)
         about = ev.message_created(chat_id, unnumbered, now)
     new = new_message_store.NewMessage(
         row,
@@ -103,7 +103,7 @@ def _draft(
     return _Draft(new, unnumbered)
 
 
-def message_obj(
+def _message_obj(
     rt: Runtime,
     row: dict[str, Any],
     message_id: int,
@@ -176,7 +176,7 @@ async def add_message(
         raise InvalidRequest(
             "file_ids must name files you uploaded to this chat that no message holds yet"
         )
-    numbered = message_obj(
+    numbered = _message_obj(
         rt, row, added.id, attached, sender_name=sender_name, sender_role=sender_role
     )
     event = await rt.events.append(tx, ev.MESSAGE_CREATED, chat_id, {"message": numbered}, now)

@@ -103,6 +103,17 @@ class Snapshot:
         )
 
 
+async def set_active(world: World, pair: Pair, active: bool) -> None:
+    """The pair's enrollment put again, active or not (its chat read-only when not)."""
+    await world.enroll(
+        pair.student,
+        pair.teacher,
+        enrollment_id=pair.enrolled.enrollment_id,
+        subject=(pair.enrolled.subject_chat["subject"]["id"], "Mathematics"),
+        active=active,
+    )
+
+
 @pytest.fixture
 def snapshot(client: TestClient, world: World, pair: Pair) -> Snapshot:
     return Snapshot(client, world, pair)
@@ -406,13 +417,7 @@ async def test_a_body_over_the_size_limit_is_413(
 
 async def test_inactive_chat_is_read_only(client: TestClient, world: World, pair: Pair) -> None:
     kept = await world.post(pair.student, pair.chat, "said while active")
-    await world.enroll(
-        pair.student,
-        pair.teacher,
-        enrollment_id=pair.enrolled.enrollment_id,
-        subject=(pair.enrolled.subject_chat["subject"]["id"], "Mathematics"),
-        active=False,
-    )
+    await set_active(world, pair, False)
     snapshot = Snapshot(client, world, pair)
     before = await snapshot.take()
     for user in (pair.student, pair.teacher):
@@ -437,26 +442,14 @@ async def test_inactive_chat_is_read_only(client: TestClient, world: World, pair
         assert (await page(client, world, user, pair.chat))["messages"] == [kept]
 
     # Reactivating opens it again.
-    await world.enroll(
-        pair.student,
-        pair.teacher,
-        enrollment_id=pair.enrolled.enrollment_id,
-        subject=(pair.enrolled.subject_chat["subject"]["id"], "Mathematics"),
-        active=True,
-    )
+    await set_active(world, pair, True)
     await world.post(pair.teacher, pair.chat, "back again")
 
 
 async def test_content_is_checked_before_the_chat_state(
     client: TestClient, world: World, pair: Pair
 ) -> None:
-    await world.enroll(
-        pair.student,
-        pair.teacher,
-        enrollment_id=pair.enrolled.enrollment_id,
-        subject=(pair.enrolled.subject_chat["subject"]["id"], "Mathematics"),
-        active=False,
-    )
+    await set_active(world, pair, False)
     resp = await client.post(
         f"/api/v1/chats/{pair.chat}/messages", json={"content": 1}, headers=world.auth(pair.student)
     )
@@ -572,13 +565,7 @@ async def test_a_retry_after_the_chat_closed_still_returns_the_first_message(
     headers = world.auth(pair.student)
     first = await client.post(url, json={"content": "made it", "client_id": "c-9"}, headers=headers)
     assert first.status == 201
-    await world.enroll(
-        pair.student,
-        pair.teacher,
-        enrollment_id=pair.enrolled.enrollment_id,
-        subject=(pair.enrolled.subject_chat["subject"]["id"], "Mathematics"),
-        active=False,
-    )
+    await set_active(world, pair, False)
     for body in ({"content": "made it"}, {"content": " "}):
         again = await client.post(url, json={**body, "client_id": "c-9"}, headers=headers)
         assert again.status == 200, await again.text()
@@ -815,13 +802,7 @@ async def test_admin_may_delete_in_an_inactive_chat(
 ) -> None:
     admin = await world.user("admin")
     message = await world.post(pair.student, pair.chat, "before closing")
-    await world.enroll(
-        pair.student,
-        pair.teacher,
-        enrollment_id=pair.enrolled.enrollment_id,
-        subject=(pair.enrolled.subject_chat["subject"]["id"], "Mathematics"),
-        active=False,
-    )
+    await set_active(world, pair, False)
     resp = await client.delete(f"/api/v1/messages/{message['id']}", headers=world.auth(admin))
     assert resp.status == 204
     assert (await page(client, world, pair.student, pair.chat))["total"] == 0
