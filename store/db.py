@@ -2,7 +2,8 @@
 
 ``read()`` gives a :class:`store.tx.Tx` outside any transaction (each statement sees what is
 committed); ``write()`` one in a transaction, committed when the block ends and rolled back if
-it raises. Nothing else reaches a connection. store/tx.py describes how statements run.
+it raises; ``write_batched()`` writes one unit of a kind that PostgreSQL writes many at a time
+(store/batching.py). Nothing else reaches a connection. store/tx.py describes how statements run.
 """
 
 from __future__ import annotations

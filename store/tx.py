@@ -31,7 +31,8 @@ Transactions, group commit, commit signals
     committed) or ``write()`` (one transaction, committed when the block ends). On SQLite a
     write transaction stays open until the event loop's next turn, and the writers that come
     meanwhile join it, each under its own savepoint, sharing one COMMIT (group commit;
-    store/sqlite.py says why). ``tx.signal(name)`` marks the transaction; once it has
+    store/sqlite.py says why). On PostgreSQL, ``write_batched`` gathers writes of one kind
+    that arrive together into one statement and one COMMIT (store/batching.py). ``tx.signal(name)`` marks the transaction; once it has
     committed, the database calls the subscribers of each signal raised (the outbox worker
     wakes on ``OUTBOX_DUE``). ``db.on_statement`` sees every statement sent (tests count them).
 """
