@@ -32,9 +32,10 @@ Transactions, group commit, commit signals
     write transaction stays open until the event loop's next turn, and the writers that come
     meanwhile join it, each under its own savepoint, sharing one COMMIT (group commit;
     store/sqlite.py says why). On PostgreSQL, ``write_batched`` gathers writes of one kind
-    that arrive together into one statement and one COMMIT (store/batching.py). ``tx.signal(name)`` marks the transaction; once it has
-    committed, the database calls the subscribers of each signal raised (the outbox worker
-    wakes on ``OUTBOX_DUE``). ``db.on_statement`` sees every statement sent (tests count them).
+    that arrive together into one statement and one COMMIT (store/batching.py).
+    ``tx.signal(name)`` marks the transaction; once it has committed, the database calls the
+    subscribers of each signal raised (the outbox worker wakes on ``OUTBOX_DUE``).
+    ``db.on_statement`` sees every statement sent (tests count them).
 """
 
 from __future__ import annotations

@@ -298,6 +298,13 @@ class MessageWriter:
                     )
         except Conflict:
             return await self._after_conflict(who, access, body)
+        except InvalidRequest:  # the reply's message is gone, say: a retry still gets its first
+            first = (
+                None if body.client_id is None else await self._first(who, access, body.client_id)
+            )
+            if first is not None:
+                return first
+            raise
         await self.rt.publish([event])
         return Posted(message, created=True)
 

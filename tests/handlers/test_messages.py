@@ -574,6 +574,24 @@ async def test_a_retry_after_the_chat_closed_still_returns_the_first_message(
     await expect_error(other, 400, "chat_inactive")
 
 
+async def test_a_retried_reply_whose_message_was_deleted_returns_the_first_reply(
+    client: TestClient, world: World, pair: Pair
+) -> None:
+    url = f"/api/v1/chats/{pair.chat}/messages"
+    headers = world.auth(pair.student)
+    asked = await world.post(pair.student, pair.chat, "to be deleted")
+    body = {"content": "a reply", "reply_to_id": asked["id"], "client_id": "c-11"}
+    first = await client.post(url, json=body, headers=headers)
+    assert first.status == 201
+    gone = await client.delete(f"/api/v1/messages/{asked['id']}", headers=headers)
+    assert gone.status == 204, await gone.text()
+    again = await client.post(url, json=body, headers=headers)
+    assert again.status == 200, await again.text()
+    assert (await again.json())["message"] == (await first.json())["message"]
+    fresh = await client.post(url, json={**body, "client_id": "c-12"}, headers=headers)
+    await expect_error(fresh, 400, "invalid_request")
+
+
 async def test_posts_at_the_same_moment_in_many_chats_are_each_written_once(
     client: TestClient, world: World, database: Any
 ) -> None:
