@@ -28,13 +28,12 @@ def _insert(dialect: str) -> Any:
     columns = ["chat_id", "type", "payload", "created_at"]
     if dialect != "postgresql":
         return events.insert().returning(events.c.id)
-    return insert_from_select([bindparam(c, type_=events.c[c].type) for c in columns])
+    return _insert_from_select([bindparam(c, type_=events.c[c].type) for c in columns])
 
 
-def insert_from_select(values: list[Any]) -> Any:
+def _insert_from_select(values: list[Any]) -> Any:
     """PostgreSQL: the event insert, its ``chat_id``, ``type``, ``payload`` and ``created_at``
-    given as SQL expressions (also for a statement that writes the event with the rows it
-    tells of: store/messages.py ``add``)."""
+    given as SQL expressions."""
     # The transaction takes its id (a CTE, materialized first) before the event takes its own
     # from the sequence: see ``append``.
     own = (
@@ -71,7 +70,7 @@ def settle_statement(event_ids: list[int]) -> str:
 @dataclass(frozen=True, slots=True)
 class AboutNewRow:
     """An event about a row not written yet, to be appended by the statement that writes it
-    (store/messages.py ``add``): its payload is ``head``, the row's id, then ``tail``."""
+    (store/new_messages.py): its payload is ``head``, the row's id, then ``tail``."""
 
     type: str
     head: str

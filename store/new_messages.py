@@ -14,21 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Text, bindparam, cast, func, literal, select, text, update
+from sqlalchemy import text
 
 from store import events as event_store
 from store import forum as forum_store
 from store import outbox as outbox_store
 from store import waiting as waiting_store
 from store.messages import insert_message
-from store.models import Chat, Message, OutboxJob, WaitingChat
-from store.tx import Prepared, Tx, prepared
-from store.users import insert_for
-
-messages = Message.__table__
-chats = Chat.__table__
-outbox = OutboxJob.__table__
-waiting = WaitingChat.__table__
+from store.tx import Tx, prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,54 +56,32 @@ class Added:
 async def add(tx: Tx, new: NewMessage) -> Added:
     """Write ``new`` in the caller's transaction.
 
-    On PostgreSQL the message, the chat's last message, the wait's start, the outbox job and
-    the event are one statement (data-modifying CTEs): one round trip instead of five. SQLite
-    runs in-process, where a statement costs no round trip: it runs them one by one."""
-    chat_id = new.chat_id
+    On PostgreSQL the message, the chat's last message, the wait it starts or ends, the outbox
+    job and the event are one statement (``_ADD_MANY``, data-modifying CTEs): one round trip
+    instead of six. SQLite runs in-process, where a statement costs no round trip: it runs
+    them one by one."""
     if tx.dialect.name == "postgresql":
-        stmt = _added_statement(
-            tuple(new.values), new.starts_wait, new.job is not None, new.event is not None
+        (added,) = await _add_many(tx, [new])
+        return added
+    chat_id = new.chat_id
+    message_id = await insert_message(tx, new.values)
+    await forum_store.set_last_message(tx, chat_id, message_id, new.last_at)
+    if new.starts_wait:
+        await waiting_store.start(tx, chat_id, message_id, new.values["created_at"])
+    if new.job is not None:
+        await outbox_store.enqueue(
+            tx, new.job, {"message_id": message_id}, chat_id=chat_id, now=new.now
         )
-        params = {**new.values, "last_at": new.last_at}
-        if new.job is not None:
-            params |= {
-                "job_kind": new.job,
-                "job_lane": outbox_store.chat_lane(chat_id),
-                "now": new.now,
-            }
-        if new.event is not None:
-            params |= {
-                "event_type": new.event.type,
-                "event_head": new.event.head,
-                "event_tail": new.event.tail,
-                "event_at": new.event.created_at,
-            }
-        ids = await tx.first(stmt, params)
-        assert ids is not None  # one row, or the statement failed
-        message_id, event_id = ids["id"], ids["event_id"]
-        if new.job is not None:
-            tx.signal(outbox_store.OUTBOX_DUE)
-        if event_id is not None:
-            tx.appended_event(event_id)
-    else:
-        message_id = await insert_message(tx, new.values)
-        await forum_store.set_last_message(tx, chat_id, message_id, new.last_at)
-        if new.starts_wait:
-            await waiting_store.start(tx, chat_id, message_id, new.values["created_at"])
-        if new.job is not None:
-            await outbox_store.enqueue(
-                tx, new.job, {"message_id": message_id}, chat_id=chat_id, now=new.now
-            )
-        event_id = None
-        if new.event is not None:
-            event_id = await event_store.append(
-                tx,
-                chat_id=chat_id,
-                type=new.event.type,
-                payload=new.event.payload(message_id),
-                audience=None,
-                created_at=new.event.created_at,
-            )
+    event_id = None
+    if new.event is not None:
+        event_id = await event_store.append(
+            tx,
+            chat_id=chat_id,
+            type=new.event.type,
+            payload=new.event.payload(message_id),
+            audience=None,
+            created_at=new.event.created_at,
+        )
     waited_since = await waiting_store.end(tx, chat_id) if new.ends_wait else None
     return Added(message_id, event_id, waited_since)
 
@@ -119,15 +90,6 @@ class NewMessages:
     """New messages as a kind of batched write (store/batching.py): a chat's row is changed by
     each, so a batch holds one message per chat at most."""
 
-    # The columns a message written in a batch may have: a web post's.
-    COLUMNS = frozenset(
-        {"chat_id", "sender_id", "content", "created_at", "reply_to_id", "source", "client_id"}
-    )
-
-    def can_batch(self, new: NewMessage) -> bool:
-        """Whether ``new`` can go in a batch: a web post's columns, with its event."""
-        return new.event is not None and self.COLUMNS.issuperset(new.values)
-
     def key(self, unit: NewMessage) -> Hashable:
         return unit.chat_id
 
@@ -135,65 +97,77 @@ class NewMessages:
         return await add(tx, unit)
 
     async def many(self, tx: Tx, units: Sequence[NewMessage]) -> list[Added]:
-        """PostgreSQL: every unit in one statement (``_ADD_MANY``); each must ``can_batch``,
-        and no two of one chat."""
-        params: dict[str, list[Any]] = {name: [] for name in _ARRAYS}
-        for unit in units:
-            values, event = unit.values, unit.event
-            assert event is not None
-            params["chat_id"].append(unit.chat_id)
-            params["sender_id"].append(values["sender_id"])
-            params["content"].append(values["content"])
-            params["created_at"].append(values["created_at"])
-            params["reply_to_id"].append(values.get("reply_to_id"))
-            params["source"].append(values["source"])
-            params["client_id"].append(values.get("client_id"))
-            params["last_at"].append(unit.last_at)
-            params["starts_wait"].append(unit.starts_wait)
-            params["ends_wait"].append(unit.ends_wait)
-            params["job_kind"].append(unit.job)
-            params["job_lane"].append(outbox_store.chat_lane(unit.chat_id))
-            params["job_at"].append(unit.now)
-            params["event_type"].append(event.type)
-            params["event_head"].append(event.head)
-            params["event_tail"].append(event.tail)
-            params["event_at"].append(event.created_at)
-        rows = await tx.rows(_ADD_MANY, params)
-        assert len(rows) == len(units)  # one row each, in order, or the statement failed
-        if any(unit.job is not None for unit in units):
-            tx.signal(outbox_store.OUTBOX_DUE)
-        for row in rows:
-            tx.appended_event(row["event_id"])
-        return [Added(r["id"], r["event_id"], r["waited_since"]) for r in rows]
+        """PostgreSQL: every unit in one statement; no two of one chat."""
+        return await _add_many(tx, units)
 
 
 NEW_MESSAGES = NewMessages()
 
-# ``NewMessages.many``'s parameters: one array each, an element per message (SQL types).
-_ARRAYS = {
+
+async def _add_many(tx: Tx, units: Sequence[NewMessage]) -> list[Added]:
+    """PostgreSQL: ``add`` for every unit at once, in one statement (``_ADD_MANY``)."""
+    params: dict[str, list[Any]] = {name: [] for name in _ARRAYS}
+    for unit in units:
+        values, event = unit.values, unit.event
+        unknown = values.keys() - _MESSAGE_COLUMNS.keys()
+        if unknown:
+            raise ValueError(f"not a column a new message is written with: {sorted(unknown)}")
+        for column in _MESSAGE_COLUMNS:
+            params[column].append(values.get(column))
+        params["last_at"].append(unit.last_at)
+        params["starts_wait"].append(unit.starts_wait)
+        params["ends_wait"].append(unit.ends_wait)
+        params["job_kind"].append(unit.job)
+        params["job_lane"].append(outbox_store.chat_lane(unit.chat_id))
+        params["job_at"].append(unit.now)
+        params["event_type"].append(event and event.type)
+        params["event_head"].append(event and event.head)
+        params["event_tail"].append(event and event.tail)
+        params["event_at"].append(event and event.created_at)
+    rows = await tx.rows(_ADD_MANY, params)
+    assert len(rows) == len(units)  # one row each, in order, or the statement failed
+    if any(unit.job is not None for unit in units):
+        tx.signal(outbox_store.OUTBOX_DUE)
+    for row in rows:
+        if row["event_id"] is not None:
+            tx.appended_event(row["event_id"])
+    return [Added(r["id"], r["event_id"], r["waited_since"]) for r in rows]
+
+
+# What a new message is written with (its columns), and what goes with it; one array each in
+# ``_ADD_MANY``, an element per message (SQL types).
+_MESSAGE_COLUMNS = {
     "chat_id": "BIGINT",
     "sender_id": "TEXT",
     "content": "TEXT",
     "created_at": "TIMESTAMPTZ",
+    "edited_at": "TIMESTAMPTZ",
     "reply_to_id": "BIGINT",
     "source": "TEXT",
     "client_id": "TEXT",
+    "pachca_message_id": "BIGINT",
+    "pachca_changed_at": "TIMESTAMPTZ",
+}
+_ARRAYS = {
+    **_MESSAGE_COLUMNS,
     "last_at": "TIMESTAMPTZ",
     "starts_wait": "BOOLEAN",
     "ends_wait": "BOOLEAN",
-    "job_kind": "TEXT",
+    "job_kind": "TEXT",  # null: no job
     "job_lane": "TEXT",
     "job_at": "TIMESTAMPTZ",
-    "event_type": "TEXT",
+    "event_type": "TEXT",  # null: no event
     "event_head": "TEXT",
     "event_tail": "TEXT",
     "event_at": "TIMESTAMPTZ",
 }
+_COLUMN_LIST = ", ".join(_MESSAGE_COLUMNS)
 
-# PostgreSQL only, written as SQL: what ``add`` does, for every row of the arrays at once.
-# Ids are taken from the sequences up front, so every part joins on them; the transaction
-# takes its id (``own``) before the events take theirs, as store/events.py ``append`` needs.
-# A wait ends as store/waiting.py ``end`` ends it: the row goes, unless reminders were sent.
+# PostgreSQL only, written as SQL: what SQLite's ``add`` does one statement at a time, for every
+# row of the arrays at once (data-modifying CTEs). Ids are taken from the sequences up front,
+# so every part joins on them; the transaction takes its id (``own``) before the events take
+# theirs, as store/events.py ``append`` needs. A wait ends as store/waiting.py ``end`` ends it:
+# the row goes, unless reminders were sent.
 _ADD_MANY = prepared(
     text(
         f"""
@@ -203,10 +177,8 @@ WITH input AS MATERIALIZED (
         WITH ORDINALITY AS u({", ".join(_ARRAYS)}, n)
 ),
 added AS (
-    INSERT INTO messages (id, chat_id, sender_id, content, created_at, reply_to_id, source,
-                          client_id)
-    SELECT id, chat_id, sender_id, content, created_at, reply_to_id, source, client_id
-    FROM input ORDER BY n
+    INSERT INTO messages (id, {_COLUMN_LIST})
+    SELECT id, {_COLUMN_LIST} FROM input ORDER BY n
 ),
 made_last AS (
     UPDATE chats SET last_message_id = input.id, last_activity_at = input.last_at
@@ -246,7 +218,7 @@ own AS MATERIALIZED (
 ),
 numbered AS MATERIALIZED (
     SELECT input.n, own.xid, nextval(pg_get_serial_sequence('events', 'id')) AS event_id
-    FROM own CROSS JOIN input
+    FROM own CROSS JOIN input WHERE input.event_type IS NOT NULL
 ),
 logged AS (
     INSERT INTO events (id, chat_id, type, payload, created_at, txid)
@@ -257,108 +229,9 @@ logged AS (
     ORDER BY input.n
 )
 SELECT input.id, numbered.event_id, ended.since AS waited_since
-FROM input JOIN numbered ON numbered.n = input.n
+FROM input LEFT JOIN numbered ON numbered.n = input.n
     LEFT JOIN ended ON ended.chat_id = input.chat_id
 ORDER BY input.n
 """
     )
 )
-
-
-# One statement per set of message columns and parts (few: a web post, a relayed message...).
-_ADDED: dict[tuple[tuple[str, ...], bool, bool, bool], Prepared] = {}
-
-
-def _added_statement(
-    columns: tuple[str, ...], starts_wait: bool, queues: bool, logs: bool
-) -> Prepared:
-    key = (columns, starts_wait, queues, logs)
-    found = _ADDED.get(key)
-    if found is None:
-        found = _ADDED[key] = prepared(_added(columns, starts_wait, queues, logs))
-    return found
-
-
-def _added(columns: tuple[str, ...], starts_wait: bool, queues: bool, logs: bool) -> Any:
-    """PostgreSQL: ``add`` as one statement. Every part reads the new id from the insert's
-    CTE; a refused insert (a repeated client_id, a chat gone) fails the whole statement."""
-    inserted = (
-        messages.insert()
-        .values({c: bindparam(c, type_=messages.c[c].type) for c in columns})
-        .returning(messages.c.id)
-        .cte("added")
-    )
-    new_id = select(inserted.c.id).scalar_subquery()
-    parts = [
-        update(chats)
-        .where(chats.c.id == bindparam("chat_id", type_=messages.c.chat_id.type))
-        .values(
-            last_message_id=new_id,
-            last_activity_at=bindparam("last_at", type_=chats.c.last_activity_at.type),
-        )
-        .cte("made_last")
-    ]
-    if starts_wait:  # as store/waiting.py ``start``
-        wait = insert_for("postgresql", waiting).from_select(
-            ["chat_id", "since", "first_message_id", "reminders_sent"],
-            select(
-                bindparam("chat_id", type_=messages.c.chat_id.type),
-                bindparam("created_at", type_=messages.c.created_at.type),
-                inserted.c.id,
-                literal(0),
-            ),
-        )
-        parts.append(
-            wait.on_conflict_do_update(
-                index_elements=[waiting.c.chat_id],
-                set_={
-                    "since": wait.excluded.since,
-                    "first_message_id": wait.excluded.first_message_id,
-                    "reminders_sent": 0,
-                },
-                where=waiting.c.since.is_(None),
-            ).cte("waits")
-        )
-    if queues:  # as store/outbox.py ``enqueue``
-        now = bindparam("now", type_=outbox.c.created_at.type)
-        parts.append(
-            outbox.insert()
-            .from_select(
-                [
-                    "chat_id",
-                    "lane",
-                    "kind",
-                    "payload",
-                    "status",
-                    "attempts",
-                    "next_attempt_at",
-                    "created_at",
-                    "updated_at",
-                ],
-                select(
-                    bindparam("chat_id", type_=messages.c.chat_id.type),
-                    bindparam("job_lane", type_=outbox.c.lane.type),
-                    bindparam("job_kind", type_=outbox.c.kind.type),
-                    func.json_build_object("message_id", inserted.c.id),
-                    literal(outbox_store.PENDING),
-                    literal(0),
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            .cte("queued")
-        )
-    if not logs:
-        return select(inserted.c.id, literal(None, BigInteger).label("event_id")).add_cte(*parts)
-    logged = event_store.insert_from_select(
-        [
-            bindparam("chat_id", type_=messages.c.chat_id.type),
-            bindparam("event_type", type_=Text),
-            bindparam("event_head", type_=Text)
-            + cast(inserted.c.id, Text)
-            + bindparam("event_tail", type_=Text),
-            bindparam("event_at", type_=messages.c.created_at.type),
-        ]
-    ).cte("logged")
-    return select(inserted.c.id, logged.c.id.label("event_id")).add_cte(*parts)

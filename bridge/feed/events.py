@@ -117,7 +117,7 @@ def encode(type: str, chat_id: int, body: dict[str, Any]) -> bytes:
 
 def message_created(chat_id: int, message: MessageObj, now: datetime) -> event_log.AboutNewRow:
     """The ``message.created`` event of a message about to be written, for the statement that
-    writes it (store/messages.py ``add``): serialised once, its id 0 (``message`` has
+    writes it (store/new_messages.py): serialised once, its id 0 (``message`` has
     ``id`` first), and split where the id goes, for that statement to splice the id in."""
     payload = encode(MESSAGE_CREATED, chat_id, {"message": message})
     head = b'{"type":"message.created","chat_id":%d,"message":{"id":' % chat_id

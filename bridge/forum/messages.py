@@ -205,12 +205,7 @@ async def add_message_alone(
         post_to_pachca=post_to_pachca,
         with_files=False,
     )
-    new_messages = new_message_store.NEW_MESSAGES
-    if new_messages.can_batch(draft.new):
-        added = await rt.db.write_batched(new_messages, draft.new)
-    else:
-        async with rt.db.write() as tx:
-            added = await new_message_store.add(tx, draft.new)
+    added = await rt.db.write_batched(new_message_store.NEW_MESSAGES, draft.new)
     draft.written(rt, added)
     return draft.created(added)
 

@@ -15,6 +15,7 @@ from bot.signature import sign
 from bridge.config import parse_config
 from handlers.app import create_app
 from handlers.keys import SERVICES
+from store import new_messages as new_message_store
 from store import waiting as waiting_store
 from store.db import Database
 from store.errors import DatabaseUnavailable
@@ -272,16 +273,20 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
 async def test_database_failure_is_503_and_leaves_nothing_half_written(
     client: TestClient, world: World, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A plain reply whose wait-ending fails in the database (the driver's own error)."""
+    """A plain reply whose write fails in the database (the driver's own error)."""
     forum = await build_forum(world, database)
     before = await counts(database)
-    # The answer's end of the chat's wait fails after the delivery key, the message row and
-    # its event were written (on PostgreSQL by one statement).
+    # SQLite: the answer's end of the chat's wait fails after the delivery key, the message
+    # row and its event were written. PostgreSQL writes all of that but the delivery key in
+    # one statement: it fails after the delivery key.
     broken = prepared(text("SELECT * FROM no_such_table"))
 
     body = forum.teacher_says("Must not be lost")
     with monkeypatch.context() as patch:
-        patch.setattr(waiting_store, "_STATE", broken)
+        if database.is_sqlite:
+            patch.setattr(waiting_store, "_STATE", broken)
+        else:
+            patch.setattr(new_message_store, "_ADD_MANY", broken)
         resp = await deliver(client, body)
     assert resp.status == 503
     assert resp.headers["Retry-After"]
@@ -299,14 +304,17 @@ async def test_database_failure_on_the_general_path_is_503_too(
     forum = await build_forum(world, database)
     before = await counts(database)
 
-    async def broken_answer(*_args: Any, **_kwargs: Any) -> Any:
-        # Ending the wait fails after the delivery key, the message row and its event were
-        # written in the transaction.
+    real_add = new_message_store.add
+
+    async def add_then_fail(*args: Any, **kwargs: Any) -> Any:
+        # Fails after the delivery key, the message row and its event were written in the
+        # transaction.
+        await real_add(*args, **kwargs)
         raise DatabaseUnavailable("ConnectionResetError")
 
     body = forum.teacher_says("Must not be lost", event="update")
     with monkeypatch.context() as patch:
-        patch.setattr(waiting_store, "end", broken_answer)
+        patch.setattr(new_message_store, "add", add_then_fail)
         resp = await deliver(client, body)
     assert resp.status == 503
     assert await counts(database) == before
