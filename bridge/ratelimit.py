@@ -32,6 +32,13 @@ class PostRateLimiter:
         if len(self._buckets) > 100_000:
             self._forget_full(now, rate, per_minute)
 
+    def refund(self, user_id: str, per_minute: int) -> None:
+        """Give back the one ``check`` charged, for a write that turned out to be none (a
+        repeated client_id answered with its first message)."""
+        found = self._buckets.get(user_id)
+        if per_minute > 0 and found is not None:
+            self._buckets[user_id] = (min(float(per_minute), found[0] + 1.0), found[1])
+
     def _forget_full(self, now: float, rate: float, capacity: int) -> None:
         # Buckets that have refilled carry no information; drop them to bound memory.
         self._buckets = {

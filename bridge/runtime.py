@@ -51,6 +51,10 @@ class Runtime:
         other checks and before anything is written, so a refused write writes nothing."""
         self.limiter.check(user_id, self.live.current.limits.posts_per_minute)
 
+    def uncount_write(self, user_id: str) -> None:
+        """Give back what ``count_write`` charged, for a write that wrote nothing new."""
+        self.limiter.refund(user_id, self.live.current.limits.posts_per_minute)
+
     async def publish(self, events: Sequence[FeedEvent]) -> None:
         """Hand committed events to the feed. Never called inside a transaction."""
         if events:

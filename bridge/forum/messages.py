@@ -13,7 +13,14 @@ import structlog
 
 from bridge import policy
 from bridge.auth import Principal
-from bridge.errors import ChatInactive, Forbidden, InvalidContent, InvalidRequest, NotFound
+from bridge.errors import (
+    ChatInactive,
+    Forbidden,
+    InvalidContent,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+)
 from bridge.feed import events as ev
 from bridge.forum import views, waiting
 from bridge.forum.access_cache import AccessCache
@@ -242,18 +249,19 @@ class MessageWriter:
     async def post(self, who: Principal, access: ChatRights, body: NewMessage) -> Posted:
         """A new message, or, for a ``client_id`` already used, the message it first made.
         The repeat is found by the constraint on (sender, client_id) - or, when this body
-        would be refused, by a look before refusing - so a post costs no look-up first."""
+        would be refused, by a look before refusing - so a post costs no look-up first. A
+        repeat is no write: it never counts against the posting limit."""
         try:
             check_content(body.content, with_files=bool(body.file_ids))
             if not access.is_active:
                 raise ChatInactive("this chat is read-only")
-        except (InvalidContent, ChatInactive):
+            self.rt.count_write(who.id)
+        except (InvalidContent, ChatInactive, RateLimited):
             if body.client_id is not None:
                 first = await self._first(who, access, body.client_id)
                 if first is not None:
                     return first
             raise
-        self.rt.count_write(who.id)
         now = utcnow()
         row = {
             "chat_id": access.id,
@@ -294,12 +302,13 @@ class MessageWriter:
         except Conflict:
             return await self._after_conflict(who, access, body)
         except InvalidRequest:  # the reply's message is gone, say: a retry still gets its first
-            first = (
-                None if body.client_id is None else await self._first(who, access, body.client_id)
-            )
-            if first is not None:
-                return first
-            raise
+            first = None
+            if body.client_id is not None:
+                first = await self._first(who, access, body.client_id)
+            if first is None:
+                raise
+            self.rt.uncount_write(who.id)
+            return first
         await self.rt.publish([event])
         return Posted(message, created=True)
 
@@ -315,6 +324,7 @@ class MessageWriter:
         if body.client_id is not None:
             first = await self._first(who, access, body.client_id)
             if first is not None:
+                self.rt.uncount_write(who.id)
                 return first
         raise NotFound("no such chat")
 

@@ -127,3 +127,29 @@ async def test_deletions_count_against_the_limit_and_one_over_it_deletes_nothing
     for target, status in (("999999", 404), (str(teacher_message["id"]), 403)):
         resp = await client.delete(f"/api/v1/messages/{target}", headers=world.auth(student))
         assert resp.status == status, target
+
+
+async def test_a_retried_client_id_is_no_write_and_never_counts(
+    database: Database, config_data: dict[str, Any], aiohttp_client: Any
+) -> None:
+    # A retry of a post that went through writes nothing new and reaches no one: it is
+    # answered with the first message, spends none of the allowance, and is answered so even
+    # when the allowance is spent.
+    client, world, student, _teacher, chat = await limited(database, config_data, aiohttp_client, 2)
+    url = f"/api/v1/chats/{chat}/messages"
+    headers = world.auth(student)
+    first = await client.post(url, json={"content": "once", "client_id": "c-1"}, headers=headers)
+    assert first.status == 201
+    for _ in range(3):
+        again = await client.post(
+            url, json={"content": "once", "client_id": "c-1"}, headers=headers
+        )
+        assert again.status == 200, await again.text()
+    second = await client.post(url, json={"content": "two", "client_id": "c-2"}, headers=headers)
+    assert second.status == 201, await second.text()  # the retries took nothing
+
+    at_limit = await client.post(url, json={"content": "once", "client_id": "c-1"}, headers=headers)
+    assert at_limit.status == 200
+    assert (await at_limit.json())["message"] == (await first.json())["message"]
+    over = await client.post(url, json={"content": "three", "client_id": "c-3"}, headers=headers)
+    await expect_error(over, 429, "rate_limited")
